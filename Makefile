@@ -1,0 +1,53 @@
+# The front door: `make test` and `make demo` work on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps lint test test-unit demo worker beat check clean
+
+help:
+	@echo "make demo    run the main job on embedded defaults (private Redis + Dovecot, local store)"
+	@echo "make test    set up everything (venv, packages) and run lint + the whole test suite"
+	@echo "make lint    ruff, mypy --strict, import-linter"
+	@echo "make worker  run a Celery worker for \$$INGEST_CONFIG"
+	@echo "make beat    run Celery beat (the dispatcher) for \$$INGEST_CONFIG"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@sh scripts/system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: system-deps venv lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: system-deps venv
+	$(BIN)/python -m harness.demo
+
+worker: venv
+	$(BIN)/ingest worker
+
+beat: venv
+	$(BIN)/ingest beat
+
+check: venv
+	$(BIN)/ingest check
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

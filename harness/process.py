@@ -1,0 +1,149 @@
+"""Start server processes that die with us, wait for them to be ready, stop them by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ServerStartError(RuntimeError):
+    """A test server exited or did not become ready; the message carries its log tail."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM the child when the process that started it dies (even by SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(
+    argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with stdout and stderr appended to ``log_path``; it dies with this process.
+
+    Linux delivers the death signal when the *thread* that spawned the child ends, so start
+    long-lived servers from the main thread (or one that outlives them).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, no locks taken
+        )
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file, or a note that it does not exist."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    log_path: Path,
+    timeout: float = 15.0,
+) -> None:
+    """Poll ``ready()`` until it is true; raise if ``proc`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerStartError(
+                f"{what} exited with status {proc.returncode}:\n{log_tail(log_path)}"
+            )
+        if ready():
+            return
+        time.sleep(0.05)
+    stop_process(proc)
+    raise ServerStartError(f"{what} not ready after {timeout:.0f}s:\n{log_tail(log_path)}")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop ``proc`` by its PID: SIGTERM, wait, then SIGKILL. Idempotent; reaps the child."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this PID exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def descendants(pid: int) -> set[int]:
+    """PIDs of every live process below ``pid`` in the process tree (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def processes_titled(prefix: str) -> set[int]:
+    """PIDs of live processes whose command line (process title) starts with ``prefix``."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (
+            entry.name.isdigit()
+            and title.startswith(prefix.encode())
+            and pid_alive(int(entry.name))
+        ):
+            found.add(int(entry.name))
+    return found
+
+
+def terminate_all(pids: set[int], timeout: float = 3.0) -> None:
+    """SIGTERM every live PID in ``pids``, wait up to ``timeout``, then SIGKILL the rest."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = {pid for pid in pids if pid_alive(pid)}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.02)
+            pids = {pid for pid in pids if pid_alive(pid)}
+        if not pids:
+            return

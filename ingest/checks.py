@@ -1,0 +1,77 @@
+"""``ingest check``: the config, Redis, the store and every account, one verdict each."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+from ingest.config import Settings, resolve_password
+from ingest.errors import IngestError
+from ingest.interfaces import Put
+from ingest.pop3 import open_session
+from ingest.service import check_redis, endpoint_for, redis_client
+from ingest.store import open_store
+
+PROBE = b"ingest storage check: create-only writes must be refused when the key exists\n"
+
+
+def redact_url(url: str) -> str:
+    """A URL with any password replaced by ``***`` (Redis URLs may carry one)."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+    return parsed._replace(netloc=netloc).geturl()
+
+
+def run_checks(settings: Settings) -> Iterator[tuple[bool, str]]:
+    yield True, f"config {settings.source}: {len(settings.accounts)} account(s)"
+    where = redact_url(settings.redis_url)
+    try:
+        policy = check_redis(redis_client(settings))
+        good = policy == "noeviction"
+        yield (
+            good,
+            f"redis {where}: reachable, maxmemory-policy {policy}"
+            + (
+                "" if good else " (expected noeviction: evicted ledger or broker keys cost re-work)"
+            ),
+        )
+    except IngestError as err:
+        yield False, f"redis {where}: {err}"
+    yield _check_store(settings)
+    for account in settings.accounts:
+        yield _check_account(settings, account.name)
+
+
+def _check_store(settings: Settings) -> tuple[bool, str]:
+    store = open_store(settings.storage)
+    key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)
+    digest = hashlib.sha256(PROBE).hexdigest()
+    try:
+        store.put(key, PROBE, digest, "text/plain")
+        second = store.put(key, PROBE, digest, "text/plain")
+    except IngestError as err:
+        return False, f"storage {store.describe()}: {err}"
+    if second is not Put.EXISTED:
+        return False, (
+            f"storage {store.describe()}: a create-only write to an existing key succeeded; "
+            "the store ignores If-None-Match, so duplicates cannot be prevented"
+        )
+    return True, f"storage {store.describe()}: writable, conditional writes and checksums honoured"
+
+
+def _check_account(settings: Settings, name: str) -> tuple[bool, str]:
+    account = settings.account(name)
+    ep = endpoint_for(account, settings)
+    label = f"account {name} ({account.security}://{ep.host}:{ep.port})"
+    try:
+        password = resolve_password(account, settings.source)
+        with open_session(ep, account.username, password) as session:
+            entries = session.listing()
+            caps = " ".join(sorted(session.capabilities)) or "none"
+            session.reset_and_quit()
+    except IngestError as err:
+        return False, f"{label}: {err}"
+    return True, f"{label}: logged in, {len(entries)} message(s) waiting; CAPA {caps}"

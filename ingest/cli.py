@@ -1,0 +1,124 @@
+"""The ``ingest`` command line: check, poll, worker, beat."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ingest import logs
+from ingest.config import CONFIG_ENV, Settings, load_settings
+from ingest.errors import ConfigError, IngestError
+from ingest.model import PollReport
+
+EX_CONFIG = 78
+EX_TEMPFAIL = 75
+
+
+class _Ctx:
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.config)
+        except ConfigError as err:
+            for problem in err.problems:
+                click.echo(f"config error: {problem}", err=True)
+            sys.exit(EX_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    envvar=CONFIG_ENV,
+    type=click.Path(dir_okay=False),
+    help=f"YAML configuration file (default: ${CONFIG_ENV}).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Log verbosity.",
+)
+@click.option(
+    "--log-json/--log-pretty",
+    default=None,
+    help="Log format (default: JSON unless stderr is a terminal).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: str | None, log_level: str, log_json: bool | None) -> None:
+    """Pull mail out of POP3 mailboxes into S3-compatible storage, exactly once."""
+    logs.configure(log_level, json=log_json)
+    ctx.obj = _Ctx(config)
+
+
+@main.command()
+@click.pass_obj
+def check(obj: _Ctx) -> None:
+    """Validate the config and reach Redis, the store and every account (one line each)."""
+    from ingest.checks import run_checks  # noqa: PLC0415 - keeps `ingest --help` fast
+
+    settings = obj.settings()
+    failures = 0
+    for ok, line in run_checks(settings):
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {line}")
+        failures += not ok
+    if failures:
+        click.echo(f"{failures} problem(s) found", err=True)
+        sys.exit(1)
+
+
+@main.command(name="poll")
+@click.argument("name")
+@click.pass_obj
+def poll_cmd(obj: _Ctx, name: str) -> None:
+    """Poll account NAME once, synchronously, through the same code the workers run.
+
+    Exit status: 0 when the poll completed, 75 when another poll holds the account's lock,
+    78 on a configuration error, 1 on any other failure.
+    """
+    from ingest.service import poll_account  # noqa: PLC0415
+
+    settings = obj.settings()
+    try:
+        report: PollReport = poll_account(settings, settings.account(name).name)
+    except ConfigError as err:
+        click.echo(f"config error: {err}", err=True)
+        sys.exit(EX_CONFIG)
+    except IngestError as err:
+        click.echo(f"{name}: failed: {err}", err=True)
+        sys.exit(1)
+    click.echo(report.summary())
+    if report.outcome == "busy":
+        sys.exit(EX_TEMPFAIL)
+
+
+def _celery(obj: _Ctx, args: list[str]) -> None:
+    settings = obj.settings()  # fail fast, with the config errors printed, before exec
+    env = dict(os.environ)
+    if obj.config:
+        env[CONFIG_ENV] = str(Path(obj.config).resolve())
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", *args]
+    click.echo(f"starting celery for {len(settings.accounts)} account(s)", err=True)
+    os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process, fixed argv
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def worker(obj: _Ctx, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    _celery(obj, ["worker", "--loglevel", "INFO", *celery_args])
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def beat(obj: _Ctx, celery_args: tuple[str, ...]) -> None:
+    """Run Celery beat, which dispatches due accounts (extra arguments go to `celery beat`)."""
+    _celery(obj, ["beat", "--loglevel", "INFO", *celery_args])

@@ -1,0 +1,215 @@
+"""Load and validate the YAML configuration once, reporting every problem with file and key.
+
+Settings are immutable pydantic models. Secrets are referenced (``password_env``,
+``password_file``), never inlined, and only read by :func:`resolve_password` when a
+session is about to log in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ingest.errors import ConfigError
+
+CONFIG_ENV = "INGEST_CONFIG"
+_INLINE_SECRETS = ("password", "secret", "token")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StorageConfig(_Frozen):
+    """Where objects go: ``s3://BUCKET/prefix`` or ``file:///abs/dir``."""
+
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    timeout: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _check_url(self) -> StorageConfig:
+        parsed = urlparse(self.url)
+        if parsed.scheme == "s3" and parsed.netloc:
+            return self
+        if parsed.scheme == "file" and parsed.path.startswith("/") and not parsed.netloc:
+            return self
+        raise ValueError("expected s3://BUCKET[/prefix] or file:///absolute/dir")
+
+    @property
+    def scheme(self) -> str:
+        return urlparse(self.url).scheme
+
+    @property
+    def bucket(self) -> str:
+        return urlparse(self.url).netloc
+
+    @property
+    def prefix(self) -> str:
+        """Key prefix inside the bucket (s3) or directory (file), without slashes around it."""
+        return urlparse(self.url).path.strip("/") if self.scheme == "s3" else ""
+
+    @property
+    def directory(self) -> Path:
+        return Path(urlparse(self.url).path)
+
+
+class AccountConfig(_Frozen):
+    """One POP3 mailbox to poll."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$", max_length=64)
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    ca_file: Path | None = None
+    username: str = Field(min_length=1)
+    password_env: str | None = None
+    password_file: Path | None = None
+    allow_plaintext: bool = False
+    delete: Literal["after_store", "never"] = "after_store"
+    interval: int = Field(default=60, ge=1)
+    timeout: float = Field(default=60.0, gt=0, description="seconds per socket read")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _INLINE_SECRETS:
+                if key in data:
+                    raise ValueError(
+                        f"inline '{key}' is not accepted: use password_env (an environment "
+                        "variable name) or password_file (a path)"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> AccountConfig:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("exactly one of password_env or password_file is required")
+        if self.security == "plain" and not self.allow_plaintext:
+            raise ValueError(
+                "security: plain would send the password unencrypted; use tls or starttls, "
+                "or set allow_plaintext: true to accept that risk"
+            )
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {self.ca_file} is not a readable file")
+        if any(c in self.username for c in "\r\n\0"):
+            raise ValueError("username must not contain CR, LF or NUL")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (995 if self.security == "tls" else 110)
+
+
+class Settings(_Frozen):
+    """The whole configuration."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage: StorageConfig
+    accounts: tuple[AccountConfig, ...] = ()
+    ledger_grace_days: float = Field(default=7.0, ge=0)
+    lock_ttl: float = Field(default=60.0, ge=5, description="seconds; renewed while polling")
+    dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
+    max_poll_seconds: float = Field(default=3600.0, gt=0)
+    source: str = Field(default="<memory>", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [a.name for a in self.accounts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"account names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def account(self, name: str) -> AccountConfig:
+        for acc in self.accounts:
+            if acc.name == name:
+                return acc
+        known = ", ".join(a.name for a in self.accounts) or "none"
+        raise ConfigError(f"{self.source}: no account named {name!r} (known: {known})")
+
+
+def _loc(loc: tuple[int | str, ...], data: Any) -> str:
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            name = node[part].get("name") if _is_named(node, part) else None
+            out += f"[{part}]" + (f"({name})" if name else "")
+        else:
+            out += f".{part}" if out else str(part)
+        node = _child(node, part)
+    return out or "(top level)"
+
+
+def _is_named(node: Any, index: int) -> bool:
+    return isinstance(node, list) and index < len(node) and isinstance(node[index], dict)
+
+
+def _child(node: Any, part: int | str) -> Any:
+    try:
+        return node[part]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def parse_settings(data: Any, source: str) -> Settings:
+    """Validate already-loaded data; every problem is reported at once."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}: {_loc(e['loc'], data)}: {msg}")
+        raise ConfigError(problems) from None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the YAML file named by ``path`` or ``$INGEST_CONFIG``."""
+    raw_path = path or os.environ.get(CONFIG_ENV)
+    if not raw_path:
+        raise ConfigError(f"no configuration: pass --config FILE or set {CONFIG_ENV}")
+    file = Path(raw_path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{file}: cannot read configuration: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{file}: not valid YAML: {err}") from None
+    return parse_settings(data, str(file))
+
+
+def resolve_password(account: AccountConfig, source: str = "config") -> str:
+    """Read the account's secret from its env var or file; never logged, never stored."""
+    where = f"{source}: accounts({account.name})"
+    if account.password_env is not None:
+        value = os.environ.get(account.password_env)
+        if value is None:
+            raise ConfigError(
+                f"{where}.password_env: environment variable {account.password_env} is not set"
+            )
+    else:
+        assert account.password_file is not None
+        try:
+            value = account.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as err:
+            raise ConfigError(
+                f"{where}.password_file: cannot read {account.password_file}: {err.strerror}"
+            ) from None
+    if not value or any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"{where}: the password is empty or contains CR, LF or NUL")
+    return value

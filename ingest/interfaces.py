@@ -1,0 +1,71 @@
+"""The small interfaces the poll pipeline is written against (real adapters and fakes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from ingest.model import LedgerRecord, MailboxEntry
+
+
+class Put(StrEnum):
+    """Outcome of a create-only write: we created the object, or it was already there."""
+
+    CREATED = "created"
+    EXISTED = "existed"
+
+
+class MailboxSession(Protocol):
+    """An authenticated POP3 session (TRANSACTION state)."""
+
+    def listing(self) -> list[MailboxEntry]: ...
+
+    def retrieve(self, entry: MailboxEntry) -> bytes: ...
+
+    def delete(self, entry: MailboxEntry) -> None: ...
+
+    def commit(self) -> None:
+        """QUIT: the server removes what was marked with DELE."""
+
+    def reset_and_quit(self) -> None:
+        """RSET + QUIT: nothing is removed; only when nothing retrieved is at risk."""
+
+    def abandon(self) -> None:
+        """Drop the connection without QUIT: the server commits nothing."""
+
+
+class Ledger(Protocol):
+    """Per-account UIDL ledger; writes are fenced by the poll's lock."""
+
+    def lookup(self, uidls: Sequence[str]) -> tuple[dict[str, LedgerRecord], int]: ...
+
+    def all_records(self) -> dict[str, LedgerRecord]: ...
+
+    def put(self, records: Mapping[str, LedgerRecord]) -> None: ...
+
+    def remove(self, uidls: Iterable[str]) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Create-only, verified writes of whole objects under content-derived keys."""
+
+    def put(
+        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
+    ) -> Put:
+        """Store ``data`` at ``key`` unless it exists; return once stored and verified.
+
+        When the key exists and ``must_match`` is true, the stored object must have
+        ``sha256`` (else :class:`~ingest.errors.StorageError`); when false (derived
+        documents such as the JSON), an existing object is kept as it is.
+        """
+
+    def get(self, key: str) -> bytes: ...
+
+    def describe(self) -> str: ...
+
+
+class Guard(Protocol):
+    """The poll's lock: ``check`` raises :class:`~ingest.errors.LockLost` once it is gone."""
+
+    def check(self) -> None: ...

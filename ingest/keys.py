@@ -1,0 +1,70 @@
+"""Every object key and Redis key, built by pure functions in one place.
+
+Object keys are derived from content only (the sha256 of the raw message), so a retry
+after any crash writes the very same key and never a second copy:
+
+    {prefix}/{account}/raw/{sha[0:2]}/{sha}.eml    the raw message, byte-exact
+    {prefix}/{account}/json/{sha[0:2]}/{sha}.json  the structured JSON document
+
+Redis keys (one namespace, ``ingest:``; the ``{account}`` hash tag keeps one account's
+keys in one Redis Cluster slot):
+
+    ingest:{account}:ledger     hash  UIDL -> ledger record (JSON)
+    ingest:{account}:lock       string  the poll lock token (with expiry)
+    ingest:{account}:fence      counter  monotonically increasing fencing tokens
+    ingest:{account}:last       hash  last poll outcome, for ``ingest status``
+    ingest:{schedule}           sorted set  account -> next due time (unix seconds)
+    ingest:{schedule}:intervals hash  account -> interval (seconds)
+    ingest:{schedule}:digest    string  digest of the configured (account, interval) list
+"""
+
+from __future__ import annotations
+
+import re
+
+ACCOUNT_NAME = re.compile(r"^[a-z0-9_-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _join(prefix: str, *parts: str) -> str:
+    return "/".join(p for p in (prefix.strip("/"), *parts) if p)
+
+
+def _check(account: str, sha256: str) -> None:
+    if not ACCOUNT_NAME.match(account):
+        raise ValueError(f"account name {account!r} does not match [a-z0-9_-]+")
+    if not _SHA256.match(sha256):
+        raise ValueError(f"not a lowercase hex sha256: {sha256!r}")
+
+
+def raw_key(prefix: str, account: str, sha256: str) -> str:
+    """Key of the raw message object."""
+    _check(account, sha256)
+    return _join(prefix, account, "raw", sha256[:2], f"{sha256}.eml")
+
+
+def json_key(prefix: str, account: str, sha256: str) -> str:
+    """Key of the structured JSON document stored beside the raw message."""
+    _check(account, sha256)
+    return _join(prefix, account, "json", sha256[:2], f"{sha256}.json")
+
+
+def ledger_key(account: str) -> str:
+    return f"ingest:{{{account}}}:ledger"
+
+
+def lock_key(account: str) -> str:
+    return f"ingest:{{{account}}}:lock"
+
+
+def fence_key(account: str) -> str:
+    return f"ingest:{{{account}}}:fence"
+
+
+def last_poll_key(account: str) -> str:
+    return f"ingest:{{{account}}}:last"
+
+
+SCHEDULE_KEY = "ingest:{schedule}"
+INTERVALS_KEY = "ingest:{schedule}:intervals"
+SCHEDULE_DIGEST_KEY = "ingest:{schedule}:digest"

@@ -1,0 +1,103 @@
+"""The UIDL ledger in Redis: per account, per UIDL, what we stored and whether it is deleted.
+
+One hash per account (``keys.ledger_key``), field = UIDL, value = a JSON record. A poll
+costs one round trip to look up every listed UIDL (HMGET + HLEN pipelined); the full
+hash is only read when it holds UIDLs the server no longer lists, to prune them after a
+grace period. Every write is a Lua script that first checks the poll's lock token, so a
+worker that lost its lock cannot write (fencing).
+
+Redis is not the system of record: losing this hash costs a re-download of what is still
+on the server, never a duplicate object (keys are content-derived) and never a loss.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+
+import redis
+
+from ingest import keys
+from ingest.errors import LockLost, TransientError
+from ingest.model import LedgerRecord, State
+
+_FENCED_HSET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_FENCED_HDEL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def encode(record: LedgerRecord) -> str:
+    data = asdict(record)
+    data["state"] = record.state.value
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode(value: bytes | str) -> LedgerRecord:
+    data = json.loads(value)
+    data["state"] = State(data["state"])
+    return LedgerRecord(**data)
+
+
+class RedisLedger:
+    """The ledger of one account, writing under the poll's lock token."""
+
+    def __init__(self, client: redis.Redis, account: str, token: str, ttl: float) -> None:
+        self.client = client
+        self.account = account
+        self.key = keys.ledger_key(account)
+        self.lock_key = keys.lock_key(account)
+        self.token = token
+        self.ttl_ms = int(ttl * 1000)
+        self._hset = client.register_script(_FENCED_HSET)
+        self._hdel = client.register_script(_FENCED_HDEL)
+
+    def lookup(self, uidls: Sequence[str]) -> tuple[dict[str, LedgerRecord], int]:
+        """Records of the given UIDLs and the ledger's total size, in one round trip."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            if uidls:
+                pipe.hmget(self.key, list(uidls))
+            pipe.hlen(self.key)
+            results = pipe.execute()
+        except redis.RedisError as err:
+            raise TransientError(f"redis unavailable reading the ledger: {err}") from err
+        values = results[0] if uidls else []
+        found = {u: decode(v) for u, v in zip(uidls, values, strict=True) if v is not None}
+        return found, int(results[-1])
+
+    def all_records(self) -> dict[str, LedgerRecord]:
+        try:
+            raw = self.client.hgetall(self.key)
+        except redis.RedisError as err:
+            raise TransientError(f"redis unavailable reading the ledger: {err}") from err
+        return {(k.decode() if isinstance(k, bytes) else k): decode(v) for k, v in raw.items()}
+
+    def put(self, records: Mapping[str, LedgerRecord]) -> None:
+        if records:
+            args: list[str] = []
+            for uidl, rec in records.items():
+                args += [uidl, encode(rec)]
+            self._run(self._hset, args)
+
+    def remove(self, uidls: Iterable[str]) -> None:
+        args = list(uidls)
+        if args:
+            self._run(self._hdel, args)
+
+    def _run(self, script: redis.commands.core.Script, args: list[str]) -> None:
+        try:
+            result = script(keys=[self.lock_key, self.key], args=[self.token, self.ttl_ms, *args])
+        except redis.RedisError as err:
+            raise TransientError(f"redis unavailable writing the ledger: {err}") from err
+        if result == -1:
+            raise LockLost(f"lock for {self.account} lost; ledger write refused")

@@ -1,0 +1,77 @@
+"""Frozen data that flows through a poll: listing entries, fetched messages, records, reports."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxEntry:
+    """One message as the server lists it: session-local number, UIDL and octet size."""
+
+    number: int
+    uidl: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    """A retrieved message: ``raw`` is exactly what RETR returned (CRLF, dot-unstuffed)."""
+
+    account: str
+    entry: MailboxEntry
+    raw: bytes
+    sha256: str
+
+    @classmethod
+    def of(cls, account: str, entry: MailboxEntry, raw: bytes) -> FetchedMessage:
+        return cls(account, entry, raw, hashlib.sha256(raw).hexdigest())
+
+
+class State(StrEnum):
+    """Ledger state of one UIDL: ``stored`` (raw and JSON verified), then ``deleted`` (QUIT)."""
+
+    STORED = "stored"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """What the ledger knows about one UIDL of one account."""
+
+    state: State
+    sha256: str
+    size: int
+    raw_key: str
+    json_key: str
+    stored_at: float
+    gone_since: float | None = None
+
+
+@dataclass(slots=True)
+class PollReport:
+    """What one poll did; mutable while the poll runs, read by CLI, tasks and logs."""
+
+    account: str
+    listed: int = 0
+    fetched: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    deleted: int = 0
+    parse_failures: int = 0
+    bytes_stored: int = 0
+    pruned: int = 0
+    outcome: str = "running"
+    error: str | None = None
+    keys: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.account}: {self.outcome}; listed {self.listed}, fetched {self.fetched}, "
+            f"stored {self.stored} ({self.bytes_stored} bytes), already stored "
+            f"{self.already_stored}, deleted {self.deleted}, parse failures "
+            f"{self.parse_failures}, pruned {self.pruned}"
+            + (f"; error: {self.error}" if self.error else "")
+        )

@@ -1,0 +1,130 @@
+"""Wire the real adapters (Redis, POP3, object store) around the pipeline for one account.
+
+Both ``ingest poll`` and the Celery task call :func:`poll_account`, so a synchronous
+poll from the command line runs exactly the code the workers run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+import structlog
+
+from ingest import keys
+from ingest.config import AccountConfig, Settings, resolve_password
+from ingest.errors import TransientError
+from ingest.interfaces import BlobStore
+from ingest.ledger import RedisLedger
+from ingest.lock import AccountLock
+from ingest.model import PollReport
+from ingest.pipeline import PollPlan, poll
+from ingest.pop3 import Endpoint, open_session
+from ingest.store import open_store
+
+log = structlog.get_logger("ingest.service")
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def endpoint_for(account: AccountConfig, settings: Settings) -> Endpoint:
+    return Endpoint(
+        host=account.host,
+        port=account.effective_port,
+        security=account.security,
+        timeout=account.timeout,
+        ca_file=account.ca_file,
+        allow_plaintext=account.allow_plaintext,
+        deadline_seconds=settings.max_poll_seconds,
+    )
+
+
+def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
+    return PollPlan(
+        account=account.name,
+        prefix=settings.storage.prefix,
+        delete=account.delete == "after_store",
+        grace_seconds=settings.ledger_grace_days * 86400,
+    )
+
+
+def poll_account(
+    settings: Settings,
+    name: str,
+    *,
+    client: redis.Redis | None = None,
+    store: BlobStore | None = None,
+) -> PollReport:
+    """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked."""
+    account = settings.account(name)
+    client = client or redis_client(settings)
+    store = store or open_store(settings.storage)
+    lock = AccountLock(client, account.name, settings.lock_ttl)
+    if not lock.acquire():
+        log.info("poll.skipped_locked", account=name, holder=lock.holder())
+        return PollReport(account=name, outcome="busy")
+    started = time.time()
+    report = PollReport(account=name)
+    try:
+        with (
+            lock,
+            open_session(
+                endpoint_for(account, settings),
+                account.username,
+                resolve_password(account, settings.source),
+            ) as session,
+        ):
+            ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
+            log.info("poll.started", account=name, fence=lock.token.split("-")[0])
+            poll(plan_for(account, settings), session, ledger, store, lock, report=report)
+        log.info("poll.finished", account=name, **_fields(report), seconds=time.time() - started)
+        return report
+    except Exception as err:
+        report.outcome = "failed"
+        report.error = report.error or str(err)
+        raise
+    finally:
+        _record_last(client, report, started)
+
+
+def _fields(report: PollReport) -> dict[str, object]:
+    return {
+        "outcome": report.outcome,
+        "listed": report.listed,
+        "stored": report.stored,
+        "already_stored": report.already_stored,
+        "deleted": report.deleted,
+        "parse_failures": report.parse_failures,
+        "bytes": report.bytes_stored,
+    }
+
+
+def _record_last(client: redis.Redis, report: PollReport, started: float) -> None:
+    data = {
+        **_fields(report),
+        "error": report.error or "",
+        "started": started,
+        "finished": time.time(),
+    }
+    try:
+        client.hset(
+            keys.last_poll_key(report.account), mapping={k: json.dumps(v) for k, v in data.items()}
+        )
+    except redis.RedisError as err:
+        log.warning("poll.status_not_recorded", account=report.account, error=str(err))
+
+
+def check_redis(client: redis.Redis) -> str:
+    """Reachability and the eviction policy we need (``noeviction``)."""
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "unknown")
+    except redis.ResponseError:
+        policy = "unknown (CONFIG disabled)"
+    except redis.RedisError as err:
+        raise TransientError(f"redis unreachable: {err}") from err
+    return str(policy)

@@ -1,0 +1,230 @@
+"""Blob stores: S3-compatible object storage (boto3) and a local directory, one interface.
+
+Writes are create-only to content-derived keys. ``put`` returns once the object is
+durably stored *and* verified against the sha256 we computed:
+
+- S3: the PUT carries ``If-None-Match: *``, ``Content-MD5`` and ``x-amz-checksum-sha256``
+  (sent explicitly, with ``request_checksum_calculation="when_required"`` so botocore
+  never switches to the aws-chunked trailer encoding that many S3-compatible stores
+  reject). The reply must confirm the body: its SHA-256 checksum or an MD5 ETag must
+  match ours. A 412 means the key already exists: we then verify the stored object
+  (checksum, MD5 ETag, or a full read) instead of failing.
+- Directory: write a temp file, fsync, hard-link into place (fails if the name exists,
+  so it is create-only too), fsync the directory, then re-read and hash it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ingest.config import StorageConfig
+from ingest.errors import StorageError, TransientError
+from ingest.interfaces import BlobStore, Put
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+_PERMANENT_CODES = {
+    "AccessDenied",
+    "NoSuchBucket",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "InvalidBucketName",
+    "NotImplemented",
+}
+
+
+def _md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _b64(hexdigest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hexdigest)).decode()
+
+
+class S3Store:
+    """Any S3-compatible endpoint (AWS, MinIO, Ceph, R2, moto) through one boto3 client."""
+
+    def __init__(self, cfg: StorageConfig, client: S3Client | None = None) -> None:
+        self.bucket = cfg.bucket
+        self.client: S3Client = client or make_s3_client(cfg)
+        self._where = f"s3://{cfg.bucket}" + (f" at {cfg.endpoint_url}" if cfg.endpoint_url else "")
+
+    def describe(self) -> str:
+        return self._where
+
+    def put(
+        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
+    ) -> Put:
+        md5 = _md5_hex(data)
+        try:
+            reply = self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                ContentMD5=_b64(md5),
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(sha256),
+                IfNoneMatch="*",
+                Metadata={"sha256": sha256},
+            )
+        except ClientError as err:
+            if _code(err) in ("PreconditionFailed", "412"):
+                if must_match:
+                    self._verify_existing(key, sha256, len(data), md5)
+                return Put.EXISTED
+            raise _translate(err, f"PUT {key}") from err
+        except BotoCoreError as err:
+            raise TransientError(f"storage unreachable during PUT {key}: {err}") from err
+        self._confirm(key, dict(reply), sha256, md5)
+        return Put.CREATED
+
+    def _confirm(self, key: str, reply: dict[str, Any], sha256: str, md5: str) -> None:
+        """The store's own digest of what it holds must match ours: SHA-256 and/or MD5 ETag."""
+        checksum = reply.get("ChecksumSHA256")
+        etag = _MD5_ETAG.match(str(reply.get("ETag", ""))) if _etag_is_md5(reply) else None
+        if checksum is None and etag is None:
+            raise StorageError(f"{key}: the store confirmed neither SHA-256 nor an MD5 ETag")
+        if checksum is not None and checksum != _b64(sha256):
+            raise StorageError(f"{key}: store reports SHA-256 {checksum}, expected {sha256}")
+        if etag is not None and etag.group(1) != md5:
+            raise StorageError(f"{key}: store reports MD5 {etag.group(1)}, expected {md5}")
+
+    def _verify_existing(self, key: str, sha256: str, size: int, md5: str) -> None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except (ClientError, BotoCoreError) as err:
+            raise _translate(err, f"HEAD {key}") from err
+        if head.get("ContentLength") != size:
+            raise StorageError(f"{key} exists with {head.get('ContentLength')} bytes, not {size}")
+        if head.get("ChecksumSHA256") or (
+            _etag_is_md5(dict(head)) and _MD5_ETAG.match(str(head.get("ETag", "")))
+        ):
+            self._confirm(key, dict(head), sha256, md5)
+        elif hashlib.sha256(self.get(key)).hexdigest() != sha256:
+            raise StorageError(f"{key} exists with different content than {sha256}")
+
+    def get(self, key: str) -> bytes:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return body.read()
+        except (ClientError, BotoCoreError) as err:
+            raise _translate(err, f"GET {key}") from err
+
+
+def _etag_is_md5(reply: dict[str, Any]) -> bool:
+    """AWS: a single-part object's ETag is its MD5 unless encrypted with SSE-KMS or SSE-C."""
+    sse = str(reply.get("ServerSideEncryption", ""))
+    return not sse.startswith("aws:kms") and "SSECustomerAlgorithm" not in reply
+
+
+def make_s3_client(cfg: StorageConfig) -> S3Client:
+    """The one boto3 client path, for AWS and every S3-compatible store."""
+    config = Config(
+        region_name=cfg.region,
+        connect_timeout=cfg.timeout,
+        read_timeout=cfg.timeout,
+        retries={"mode": "standard", "max_attempts": cfg.max_attempts},
+        s3={"addressing_style": cfg.addressing_style},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        max_pool_connections=32,
+    )
+    return boto3.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _translate(err: Exception, what: str) -> Exception:
+    if isinstance(err, ClientError):
+        code = _code(err)
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _PERMANENT_CODES or status in (400, 403, 404):
+            return StorageError(f"{what}: {code or status}: {err}")
+        return TransientError(f"{what}: {code or status}: {err}")
+    return TransientError(f"storage unreachable during {what}: {err}")
+
+
+class DirectoryStore:
+    """Objects as files below a directory; the embedded default for laptops and demos."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StorageError(f"key {key!r} escapes the store directory")
+        return path
+
+    def put(
+        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
+    ) -> Put:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created = self._link_new(path, data)
+            if created:
+                _fsync_dir(path.parent)
+            if not created and not must_match:
+                return Put.EXISTED
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as err:
+            raise TransientError(f"cannot write {path}: {err}") from err
+        if actual != sha256:
+            raise StorageError(f"{path} holds sha256 {actual}, expected {sha256}")
+        return Put.CREATED if created else Put.EXISTED
+
+    @staticmethod
+    def _link_new(path: Path, data: bytes) -> bool:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(tmp)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as err:
+            raise StorageError(f"cannot read {key}: {err}") from err
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_store(cfg: StorageConfig) -> BlobStore:
+    if cfg.scheme == "file":
+        return DirectoryStore(cfg.directory)
+    return S3Store(cfg)

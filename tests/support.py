@@ -1,0 +1,102 @@
+"""Helpers shared by integration and end-to-end tests: configs, CLI runs, bucket listings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import Dovecot, MailUser, MotoS3
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def account_entry(
+    dovecot: Dovecot,
+    user: MailUser,
+    *,
+    name: str = "support",
+    security: str = "starttls",
+    delete: str = "after_store",
+    interval: int = 60,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A config entry for ``user``; the password is passed by env var INGEST_PW_<NAME>."""
+    port = dovecot.pop3s_port if security == "tls" else dovecot.pop3_port
+    return {
+        "name": name,
+        "host": "localhost",
+        "port": port,
+        "security": security,
+        "ca_file": str(dovecot.ca_file),
+        "username": user.name,
+        "password_env": password_env(name),
+        "delete": delete,
+        "interval": interval,
+        "timeout": 10,
+        **extra,
+    }
+
+
+def password_env(name: str) -> str:
+    return f"INGEST_PW_{name.upper().replace('-', '_')}"
+
+
+def write_config(
+    path: Path,
+    *,
+    redis_url: str,
+    accounts: list[dict[str, Any]],
+    s3: MotoS3 | None = None,
+    bucket: str | None = None,
+    prefix: str = "",
+    directory: Path | None = None,
+    **extra: Any,
+) -> Path:
+    if directory is not None:
+        storage: dict[str, Any] = {"url": f"file://{directory}"}
+    else:
+        assert s3 is not None and bucket is not None
+        storage = {
+            "url": f"s3://{bucket}/{prefix}".rstrip("/"),
+            "endpoint_url": s3.endpoint_url,
+            "region": "us-east-1",
+        }
+    data = {"redis_url": redis_url, "storage": storage, "accounts": accounts, **extra}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(
+    config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``ingest --config CONFIG ARGS`` as a real process with the venv's interpreter."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", "--config", str(config), "--log-json", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def bucket_objects(s3: MotoS3, bucket: str) -> dict[str, bytes]:
+    client = s3.client()
+    out: dict[str, bytes] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            out[item["Key"]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    return out
+
+
+def split_objects(objects: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    raws = {k: v for k, v in objects.items() if "/raw/" in k}
+    docs = {k: v for k, v in objects.items() if "/json/" in k}
+    return raws, docs

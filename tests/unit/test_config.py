@@ -1,0 +1,112 @@
+"""Config validation: every problem reported at once, with file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.config import load_settings, parse_settings, resolve_password
+from ingest.errors import ConfigError
+
+GOOD = {
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "storage": {"url": "s3://bucket/some/prefix", "endpoint_url": "http://127.0.0.1:9000"},
+    "accounts": [
+        {"name": "support", "host": "pop.example.com", "username": "u", "password_env": "PW"}
+    ],
+}
+
+
+def _problems(data: object) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_settings(data, "/etc/ingest.yaml")
+    return err.value.problems
+
+
+def test_a_good_config_gets_documented_defaults() -> None:
+    """Defaults: implicit TLS on 995, delete after store, 60 s interval, prefix parsed."""
+    s = parse_settings(GOOD, "f.yaml")
+    acc = s.accounts[0]
+    assert (acc.security, acc.effective_port, acc.delete, acc.interval) == (
+        "tls",
+        995,
+        "after_store",
+        60,
+    )
+    assert s.storage.bucket == "bucket" and s.storage.prefix == "some/prefix"
+
+
+def test_every_problem_is_reported_with_file_and_key() -> None:
+    """Several mistakes give several lines, each naming the file and the key path."""
+    bad = {
+        "storage": {"url": "ftp://nowhere"},
+        "accounts": [
+            {"name": "Support!", "host": "h", "username": "u", "password_env": "X"},
+            {"name": "b", "host": "h", "username": "u", "password_env": "X", "interval": 0},
+        ],
+    }
+    problems = _problems(bad)
+    assert len(problems) == 3
+    assert all(p.startswith("/etc/ingest.yaml: ") for p in problems)
+    joined = "\n".join(problems)
+    assert "storage: expected s3://BUCKET" in joined
+    assert "accounts[0](Support!).name" in joined and "accounts[1](b).interval" in joined
+
+
+def test_inline_passwords_are_refused() -> None:
+    """A password written into the config file is rejected with the way to do it instead."""
+    data = {**GOOD, "accounts": [{**GOOD["accounts"][0], "password": "hunter2"}]}
+    (problem,) = _problems(data)
+    assert "password_env" in problem and "hunter2" not in problem
+
+
+def test_plaintext_needs_explicit_consent() -> None:
+    """security: plain is refused unless allow_plaintext: true."""
+    acct = {**GOOD["accounts"][0], "security": "plain"}
+    (problem,) = _problems({**GOOD, "accounts": [acct]})
+    assert "allow_plaintext" in problem
+    ok = parse_settings({**GOOD, "accounts": [{**acct, "allow_plaintext": True}]}, "f")
+    assert ok.accounts[0].effective_port == 110
+
+
+def test_duplicate_account_names_and_unknown_keys() -> None:
+    """Names must be unique, and a misspelt key is an error rather than silently ignored."""
+    acct = GOOD["accounts"][0]
+    problems = _problems({**GOOD, "accounts": [acct, {**acct, "intervall": 5}]})
+    joined = "\n".join(problems)
+    assert "intervall" in joined and "Extra inputs" in joined
+    problems = _problems({**GOOD, "accounts": [acct, acct]})
+    assert "repeated: support" in problems[0]
+
+
+def test_yaml_errors_and_missing_files_name_the_file(tmp_path: Path) -> None:
+    """Unreadable or invalid files are reported with their path."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("accounts: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_settings(bad)
+
+
+def test_passwords_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """password_env and password_file resolve; missing ones name the key, not the secret."""
+    s = parse_settings(GOOD, "f.yaml")
+    monkeypatch.delenv("PW", raising=False)
+    with pytest.raises(ConfigError, match=r"accounts\(support\)\.password_env.*PW is not set"):
+        resolve_password(s.accounts[0], "f.yaml")
+    monkeypatch.setenv("PW", "s3cret")
+    assert resolve_password(s.accounts[0]) == "s3cret"
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    acct = {**GOOD["accounts"][0], "password_env": None, "password_file": str(secret)}
+    s2 = parse_settings({**GOOD, "accounts": [acct]}, "f.yaml")
+    assert resolve_password(s2.accounts[0]) == "from-file"
+
+
+def test_secrets_with_line_breaks_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password containing CR or LF could inject POP3 commands: refused before sending."""
+    monkeypatch.setenv("PW", "a\r\nDELE 1")
+    with pytest.raises(ConfigError, match="CR, LF"):
+        resolve_password(parse_settings(GOOD, "f").accounts[0])

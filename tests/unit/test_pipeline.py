@@ -1,0 +1,200 @@
+"""The poll pipeline over in-memory fakes: ordering, crash recovery and what is committed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import FakeGuard, FakeMaildrop, MemoryLedger, MemoryStore
+
+from ingest import keys
+from ingest.errors import LockLost, TransientError
+from ingest.model import MailboxEntry, State
+from ingest.pipeline import PollPlan, poll
+
+RAW = [
+    b"Subject: one\r\nMessage-ID: <1@x>\r\n\r\nbody one\r\n",
+    b"Subject: two\r\nMessage-ID: <2@x>\r\n\r\n.leading dot\r\n",
+    b"Subject: three\r\n\r\nbody three\r\n",
+]
+
+
+def _drop(*raws: bytes) -> FakeMaildrop:
+    drop = FakeMaildrop()
+    for i, raw in enumerate(raws or RAW):
+        drop.add(f"uid-{i}", raw)
+    return drop
+
+
+class World:
+    def __init__(self, drop: FakeMaildrop, delete: bool = True, grace: float = 100.0) -> None:
+        self.drop = drop
+        self.ledger = MemoryLedger()
+        self.store = MemoryStore()
+        self.guard = FakeGuard()
+        self.plan = PollPlan(account="acct", prefix="p", delete=delete, grace_seconds=grace)
+        self.now = 1000.0
+
+    def poll(self, **faults: int):
+        self.session = self.drop.session(**faults)
+        return poll(
+            self.plan, self.session, self.ledger, self.store, self.guard, clock=lambda: self.now
+        )
+
+    def raw_objects(self) -> dict[str, bytes]:
+        return {k: v for k, v in self.store.objects.items() if "/raw/" in k}
+
+
+def test_delete_mode_stores_everything_then_empties_the_mailbox() -> None:
+    """Each message is stored raw and as JSON, the ledger says deleted, the mailbox is empty."""
+    w = World(_drop())
+    report = w.poll()
+    assert report.outcome == "ok" and report.stored == 3 and report.deleted == 3
+    assert sorted(w.raw_objects().values()) == sorted(RAW)
+    assert w.drop.messages == {}
+    assert {r.state for r in w.ledger.records.values()} == {State.DELETED}
+    for rec in w.ledger.records.values():
+        doc = json.loads(w.store.objects[rec.json_key])
+        assert doc["raw_key"] == rec.raw_key and doc["sha256"] == rec.sha256
+
+
+def test_keys_are_content_derived() -> None:
+    """The raw key is a pure function of prefix, account and sha256."""
+    w = World(_drop(RAW[0]))
+    w.poll()
+    (rec,) = w.ledger.records.values()
+    assert rec.raw_key == keys.raw_key("p", "acct", rec.sha256)
+    assert rec.json_key == keys.json_key("p", "acct", rec.sha256)
+
+
+def test_keep_mode_leaves_mail_and_second_poll_fetches_nothing() -> None:
+    """With delete: never the mailbox is untouched and a second poll retrieves nothing."""
+    w = World(_drop(), delete=False)
+    w.poll()
+    assert len(w.drop.messages) == 3
+    report = w.poll()
+    assert w.session.retrieved == [] and report.already_stored == 3 and report.stored == 0
+
+
+def test_lost_quit_reply_is_finished_by_the_next_poll_without_refetching() -> None:
+    """Stored but never committed: the next poll DELEs without RETR and stores nothing new."""
+    w = World(_drop())
+    with pytest.raises(TransientError):
+        w.poll(fail_quit=1)
+    assert len(w.drop.messages) == 3 and len(w.raw_objects()) == 3
+    report = w.poll()
+    assert w.session.retrieved == [] and report.deleted == 3 and w.drop.messages == {}
+    assert len(w.store.objects) == 6
+
+
+def test_failure_mid_retr_commits_nothing_and_resumes() -> None:
+    """A broken RETR drops the session without QUIT; the next poll completes exactly once."""
+    w = World(_drop())
+    with pytest.raises(TransientError):
+        w.poll(fail_retr_at=2)
+    assert w.session.closed == "dropped" and len(w.drop.messages) == 3
+    report = w.poll()
+    assert w.session.retrieved == ["uid-1", "uid-2"]
+    assert report.deleted == 3 and w.drop.messages == {} and len(w.raw_objects()) == 3
+
+
+def test_store_failure_drops_connection_without_quit() -> None:
+    """When a retrieved message cannot be stored the session is abandoned, never QUIT."""
+    w = World(_drop())
+    w.store.fail_puts = 1
+    with pytest.raises(TransientError):
+        w.poll()
+    assert w.session.closed == "abandoned" and w.drop.quits == 0
+    assert len(w.drop.messages) == 3 and w.ledger.records == {}
+
+
+def test_wiped_ledger_creates_no_duplicate_objects() -> None:
+    """Losing Redis costs a re-download, never a second object."""
+    w = World(_drop(), delete=False)
+    w.poll()
+    before = dict(w.store.objects)
+    w.ledger.records.clear()
+    report = w.poll()
+    assert report.stored == 0 and report.already_stored == 3
+    assert w.store.objects == before
+
+
+def test_lost_lock_prevents_commit() -> None:
+    """A poll whose lock expired never sends QUIT, so nothing it marked is deleted."""
+    w = World(_drop())
+    w.guard.lost = True
+    with pytest.raises(LockLost):
+        w.poll()
+    assert len(w.drop.messages) == 3 and w.drop.quits == 1  # RSET + QUIT, nothing removed
+    assert w.session.closed == "rset+quit"
+
+
+def test_fenced_ledger_write_stops_the_poll_before_dele() -> None:
+    """If the ledger refuses a write (lock lost), nothing is deleted."""
+    w = World(_drop())
+    w.ledger.lost = True
+    with pytest.raises(LockLost):
+        w.poll()
+    assert len(w.drop.messages) == 3
+
+
+def test_duplicate_and_invalid_uidls_are_left_on_the_server() -> None:
+    """Messages whose UIDL is repeated or invalid are skipped, not guessed at."""
+    w = World(_drop())
+    session = w.drop.session()
+    session.entries[1] = MailboxEntry(2, "uid-0", session.entries[1].size)
+    session.entries[2] = MailboxEntry(3, "bad uidl", session.entries[2].size)
+    report = poll(w.plan, session, w.ledger, w.store, w.guard)
+    assert report.listed == 0 and session.retrieved == [] and len(w.drop.messages) == 3
+
+
+def test_reused_uidl_with_other_size_is_fetched_as_new() -> None:
+    """A UIDL the ledger knows but with a different size is a different message."""
+    w = World(_drop(RAW[0]), delete=False)
+    w.poll()
+    w.drop.messages["uid-0"] = RAW[1]
+    report = w.poll()
+    assert report.stored == 1 and len(w.raw_objects()) == 2
+
+
+def test_identical_content_under_two_uidls_is_stored_once() -> None:
+    """Content-derived keys mean two copies of one message make one object."""
+    w = World(_drop(RAW[0], RAW[0]))
+    report = w.poll()
+    assert report.stored == 1 and report.already_stored == 1 and len(w.raw_objects()) == 1
+    assert w.drop.messages == {}
+
+
+def test_vanished_uidls_are_pruned_after_the_grace_period() -> None:
+    """UIDLs gone from the server are marked, then dropped once the grace period passed."""
+    w = World(_drop(), grace=50)
+    w.poll()
+    w.now += 10
+    w.poll()
+    assert all(r.gone_since == 1010.0 for r in w.ledger.records.values())
+    w.now += 60
+    report = w.poll()
+    assert report.pruned == 3 and w.ledger.records == {}
+
+
+def test_lookup_is_one_round_trip_when_nothing_vanished() -> None:
+    """A poll of a kept mailbox with nothing new costs a single ledger round trip."""
+    w = World(_drop(), delete=False)
+    w.poll()
+    w.ledger.round_trips = 0
+    w.poll()
+    assert w.ledger.round_trips == 1
+
+
+def test_parse_failure_still_stores_raw_and_a_json_saying_why() -> None:
+    """A message the parser cannot handle is stored, flagged and counted."""
+
+    def broken(raw: bytes, **kw: str) -> dict[str, object]:
+        return {**kw, "parse_error": "ValueError: boom"}
+
+    w = World(_drop(RAW[0]))
+    w.session = w.drop.session()
+    report = poll(w.plan, w.session, w.ledger, w.store, w.guard, parse=broken)
+    assert report.parse_failures == 1 and report.stored == 1
+    (rec,) = w.ledger.records.values()
+    assert json.loads(w.store.objects[rec.json_key])["parse_error"] == "ValueError: boom"

@@ -1,0 +1,1 @@
+"""Celery wiring: the app, its tasks and the beat schedule. Thin by design."""

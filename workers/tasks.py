@@ -1,0 +1,59 @@
+"""Celery tasks: ``ingest.dispatch`` (run by beat) and ``ingest.poll_account`` (per account).
+
+Task arguments carry account names only, never a secret.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import structlog
+from celery import Task
+
+from ingest.errors import ConfigError, PermanentError, TransientError
+from ingest.schedule import Schedule
+from ingest.service import poll_account as run_poll
+from ingest.service import redis_client
+from workers.app import app, settings
+
+log = structlog.get_logger("workers.tasks")
+MAX_RETRIES = 3
+
+
+def backoff(retries: int, cap: float) -> float:
+    """Exponential backoff with full jitter: 5 s, 10 s, 20 s ... never above ``cap``."""
+    return random.uniform(0, min(cap, 5.0 * 2**retries))  # noqa: S311 - jitter, not crypto
+
+
+@app.task(name="ingest.poll_account", bind=True, max_retries=MAX_RETRIES)
+def poll_account(self: Task, name: str) -> dict[str, Any]:
+    """Poll one account; retried with backoff on transient errors only."""
+    structlog.contextvars.bind_contextvars(task_id=self.request.id)
+    try:
+        report = run_poll(settings, name)
+    except TransientError as err:
+        account = settings.account(name)
+        log.warning("poll.retry", account=name, error=str(err), retries=self.request.retries)
+        raise self.retry(
+            exc=err, countdown=backoff(self.request.retries, account.interval)
+        ) from err
+    except (PermanentError, ConfigError) as err:
+        log.error("poll.permanent_failure", account=name, error=str(err), kind=type(err).__name__)
+        return {"account": name, "outcome": "failed", "error": str(err)}
+    finally:
+        structlog.contextvars.unbind_contextvars("task_id")
+    return {"account": name, "outcome": report.outcome, "stored": report.stored}
+
+
+@app.task(name="ingest.dispatch")
+def dispatch() -> list[str]:
+    """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
+    schedule = Schedule(redis_client(settings))
+    schedule.sync(settings.accounts)
+    due = schedule.claim_due()
+    for name in due:
+        poll_account.apply_async(args=[name], expires=settings.account(name).interval)
+    if due:
+        log.info("dispatch.enqueued", accounts=len(due))
+    return due
