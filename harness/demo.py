@@ -69,13 +69,17 @@ def _drain(dovecot: Dovecot, user: str, worker: CeleryProcess, timeout: float = 
 def _report(store: Path) -> None:
     docs = [json.loads(p.read_text()) for p in sorted(store.rglob("*.json"))]
     raws = list(store.rglob("*.eml"))
-    table = Table(title="What landed where")
-    for col in ("subject", "from", "attachments", "raw object"):
-        table.add_column(col, overflow="fold")
-    for doc in docs[:15]:
+    table = Table(title=f"What landed where (first 12 of {len(docs)})")
+    for col in ("subject", "from", "att.", "raw object"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True)
+    for doc in docs[:12]:
         sender = (doc.get("from") or [{}])[0].get("address", "")
+        key = doc["raw_key"]
         table.add_row(
-            (doc.get("subject") or "")[:50], sender, str(len(doc["attachments"])), doc["raw_key"]
+            (doc.get("subject") or "")[:40],
+            sender[:28],
+            str(len(doc["attachments"])),
+            f"{key[: key.index('/raw/') + 12]}....eml",
         )
     console.print(table)
     failed = sum(1 for d in docs if d.get("parse_error"))
@@ -84,6 +88,7 @@ def _report(store: Path) -> None:
         f"{len(raws)} raw messages ({size:,} bytes) and {len(docs)} JSON documents "
         f"in {store} ({failed} flagged as unparseable, raw kept)"
     )
+    console.print("Keys: {account}/raw/{sha[:2]}/{sha}.eml and {account}/json/{sha[:2]}/{sha}.json")
 
 
 def main() -> None:

@@ -117,7 +117,7 @@ class Settings(_Frozen):
     storage: StorageConfig
     accounts: tuple[AccountConfig, ...] = ()
     ledger_grace_days: float = Field(default=7.0, ge=0)
-    lock_ttl: float = Field(default=60.0, ge=5, description="seconds; renewed while polling")
+    lock_ttl: float = Field(default=60.0, ge=2, description="seconds; renewed while polling")
     dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
     max_poll_seconds: float = Field(default=3600.0, gt=0)
     source: str = Field(default="<memory>", exclude=True)

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from ingest import keys
+from ingest.failpoints import failpoint
 from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Put
 from ingest.model import FetchedMessage, LedgerRecord, MailboxEntry, PollReport, State
 from ingest.parse import dump_document, parse_message
@@ -59,6 +60,7 @@ class _Poll:
 
     def run(self) -> PollReport:
         entries = usable_entries(self.session.listing(), self.log)
+        failpoint("after_listing")
         self.report.listed = len(entries)
         records, total = self.ledger.lookup([e.uidl for e in entries])
         self.report.pruned = self._prune({e.uidl for e in entries}, len(records), total)
@@ -67,12 +69,16 @@ class _Poll:
             record = self._handle(entry, records.get(entry.uidl))
             if self.plan.delete:
                 self.session.delete(entry)
+                failpoint("after_dele")
                 marked[entry.uidl] = record
         self.guard.check()
+        failpoint("before_quit")
         self.session.commit()
+        failpoint("after_quit")
         self.log.info("poll.committed", deleted=len(marked))
         self.report.deleted = len(marked)
         self.ledger.put({u: replace(r, state=State.DELETED) for u, r in marked.items()})
+        failpoint("after_mark_deleted")
         self.report.outcome = "ok"
         return self.report
 
@@ -85,9 +91,11 @@ class _Poll:
             return record
         self.at_risk = True
         raw = self.session.retrieve(entry)
+        failpoint("after_retr")
         self.report.fetched += 1
         record = self._store(FetchedMessage.of(self.plan.account, entry, raw))
         self.ledger.put({entry.uidl: record})
+        failpoint("after_mark_stored")
         self.at_risk = False
         return record
 
@@ -96,6 +104,7 @@ class _Poll:
         raw_key = keys.raw_key(self.plan.prefix, msg.account, msg.sha256)
         json_key = keys.json_key(self.plan.prefix, msg.account, msg.sha256)
         put = self.store.put(raw_key, msg.raw, msg.sha256, "message/rfc822")
+        failpoint("after_raw_put")
         doc = self.parse(
             msg.raw, account=msg.account, uidl=msg.entry.uidl, sha256=msg.sha256, raw_key=raw_key
         )
@@ -103,6 +112,7 @@ class _Poll:
         self.store.put(
             json_key, body, hashlib.sha256(body).hexdigest(), "application/json", must_match=False
         )
+        failpoint("after_json_put")
         if doc.get("parse_error"):
             self.report.parse_failures += 1
             log.warning("message.parse_failed", error=doc["parse_error"])

@@ -29,6 +29,7 @@ from ingest.errors import (
     SecurityError,
     TransientError,
 )
+from ingest.failpoints import failpoint
 from ingest.model import MailboxEntry
 
 MAX_STATUS_LINE = 8192
@@ -237,7 +238,9 @@ class Pop3Session:
     def commit(self) -> None:
         """QUIT: the server enters UPDATE and removes the messages marked with DELE."""
         try:
-            self._expect_ok("QUIT", b"QUIT")
+            self._send(b"QUIT")
+            failpoint("after_quit_sent")
+            self._expect_ok("QUIT")
         finally:
             self.close()
 

@@ -1,0 +1,120 @@
+"""SIGKILL a real `ingest poll` process at every named step, restart, and check the invariants.
+
+After the kill and one clean poll: every message is stored exactly once (no missing raw, no
+second raw or JSON under another key), and the mailbox is empty (delete mode) or untouched
+(keep mode).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from support import (
+    account_entry,
+    bucket_objects,
+    password_env,
+    run_cli,
+    split_objects,
+    write_config,
+)
+
+from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files
+from ingest.failpoints import POINTS
+
+PER_MESSAGE = {"after_retr", "after_raw_put", "after_json_put", "after_mark_stored", "after_dele"}
+MESSAGES = 5
+
+
+def _setup(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    user: MailUser,
+    s3: MotoS3,
+    bucket: str,
+    redis_url: str,
+    delete: str,
+) -> tuple[Path, dict[str, str], set[bytes]]:
+    expected = set()
+    for path in corpus_files()[40 : 40 + MESSAGES]:
+        dovecot.deliver(user.name, path.read_bytes())
+        expected.add(as_pop3(path.read_bytes()))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        redis_url=redis_url,
+        s3=s3,
+        bucket=bucket,
+        prefix="crash",
+        accounts=[account_entry(dovecot, user, delete=delete)],
+        lock_ttl=2,
+    )
+    return cfg, {password_env("support"): user.password}, expected
+
+
+def _poll_until_unlocked(cfg: Path, env: dict[str, str], timeout: float = 20) -> str:
+    """The killed poll's lock expires after lock_ttl; until then a poll reports 'busy' (75)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run_cli(cfg, "poll", "support", env=env)
+        if result.returncode != 75 or time.monotonic() > deadline:
+            assert result.returncode == 0, result.stderr[-3000:]
+            return result.stdout
+        time.sleep(0.5)
+
+
+def _assert_exactly_once(s3: MotoS3, bucket: str, expected: set[bytes]) -> None:
+    raws, docs = split_objects(bucket_objects(s3, bucket))
+    assert sorted(raws.values()) == sorted(expected)
+    assert len(docs) == len(raws)
+    assert {json.loads(d)["raw_key"] for d in docs.values()} == set(raws)
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_kill_at_each_point_then_restart_stores_everything_once(
+    point: str,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mail_user: MailUser,
+    s3_server: MotoS3,
+    bucket: str,
+    redis_url: str,
+) -> None:
+    """Delete mode: whatever step the process dies at, a clean poll finishes the job exactly."""
+    cfg, env, expected = _setup(
+        tmp_path, dovecot, mail_user, s3_server, bucket, redis_url, "after_store"
+    )
+    nth = 3 if point in PER_MESSAGE else 1
+    killed = run_cli(cfg, "poll", "support", env={**env, "INGEST_FAILPOINT": f"{point}:{nth}"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    if point not in {"after_quit_sent", "after_quit", "after_mark_deleted"}:
+        assert dovecot.message_count(mail_user.name) == MESSAGES  # nothing committed
+    _poll_until_unlocked(cfg, env)
+    _assert_exactly_once(s3_server, bucket, expected)
+    assert dovecot.message_count(mail_user.name) == 0
+    again = _poll_until_unlocked(cfg, env)
+    assert "fetched 0, stored 0" in again
+
+
+@pytest.mark.parametrize(
+    "point", ["after_raw_put", "after_mark_stored", "before_quit", "after_quit"]
+)
+def test_kill_in_keep_mode_leaves_the_mailbox_untouched(
+    point: str,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mail_user: MailUser,
+    s3_server: MotoS3,
+    bucket: str,
+    redis_url: str,
+) -> None:
+    """Keep mode: a kill anywhere never deletes mail, and the restart stores each message once."""
+    cfg, env, expected = _setup(tmp_path, dovecot, mail_user, s3_server, bucket, redis_url, "never")
+    nth = 2 if point in PER_MESSAGE else 1
+    killed = run_cli(cfg, "poll", "support", env={**env, "INGEST_FAILPOINT": f"{point}:{nth}"})
+    assert killed.returncode == -signal.SIGKILL
+    _poll_until_unlocked(cfg, env)
+    _assert_exactly_once(s3_server, bucket, expected)
+    assert dovecot.message_count(mail_user.name) == MESSAGES
