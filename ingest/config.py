@@ -120,6 +120,7 @@ class Settings(_Frozen):
     lock_ttl: float = Field(default=60.0, ge=2, description="seconds; renewed while polling")
     dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
     max_poll_seconds: float = Field(default=3600.0, gt=0)
+    quarantine_after: int = Field(default=3, ge=1, description="failed polls before quarantine")
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")

@@ -23,6 +23,9 @@ class MailboxSession(Protocol):
 
     def retrieve(self, entry: MailboxEntry) -> bytes: ...
 
+    def headers(self, entry: MailboxEntry) -> bytes | None:
+        """The header block (``TOP n 0``), or None when the server cannot say."""
+
     def delete(self, entry: MailboxEntry) -> None: ...
 
     def commit(self) -> None:

@@ -16,6 +16,12 @@ class MailboxEntry:
     size: int
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header section up to and including the empty line: what ``TOP n 0`` returns."""
+    end = raw.find(b"\r\n\r\n")
+    return raw if end < 0 else raw[: end + 4]
+
+
 @dataclass(frozen=True, slots=True)
 class FetchedMessage:
     """A retrieved message: ``raw`` is exactly what RETR returned (CRLF, dot-unstuffed)."""
@@ -35,11 +41,19 @@ class State(StrEnum):
 
     STORED = "stored"
     DELETED = "deleted"
+    FAILING = "failing"
+    QUARANTINED = "quarantined"
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerRecord:
-    """What the ledger knows about one UIDL of one account."""
+    """What the ledger knows about one UIDL of one account.
+
+    ``head_sha256`` is the SHA-256 of the message's header block (up to and including the
+    first empty line), compared with a ``TOP n 0`` reply before a message stored in an
+    earlier session is deleted. ``failures`` and ``reason`` describe a message that could
+    not be stored (states ``failing`` and ``quarantined``).
+    """
 
     state: State
     sha256: str
@@ -48,6 +62,9 @@ class LedgerRecord:
     json_key: str
     stored_at: float
     gone_since: float | None = None
+    head_sha256: str = ""
+    failures: int = 0
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -63,6 +80,8 @@ class PollReport:
     parse_failures: int = 0
     bytes_stored: int = 0
     pruned: int = 0
+    quarantined: int = 0
+    rekeyed: int = 0
     outcome: str = "running"
     error: str | None = None
     keys: list[str] = field(default_factory=list)
@@ -72,6 +91,6 @@ class PollReport:
             f"{self.account}: {self.outcome}; listed {self.listed}, fetched {self.fetched}, "
             f"stored {self.stored} ({self.bytes_stored} bytes), already stored "
             f"{self.already_stored}, deleted {self.deleted}, parse failures "
-            f"{self.parse_failures}, pruned {self.pruned}"
+            f"{self.parse_failures}, quarantined {self.quarantined}, pruned {self.pruned}"
             + (f"; error: {self.error}" if self.error else "")
         )

@@ -26,9 +26,17 @@ from typing import Any
 import structlog
 
 from ingest import keys
+from ingest.errors import PermanentError
 from ingest.failpoints import failpoint
 from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Put
-from ingest.model import FetchedMessage, LedgerRecord, MailboxEntry, PollReport, State
+from ingest.model import (
+    FetchedMessage,
+    LedgerRecord,
+    MailboxEntry,
+    PollReport,
+    State,
+    header_block,
+)
 from ingest.parse import dump_document, parse_message
 
 _VALID_UIDL = re.compile(r"^[\x21-\x7e]{1,70}$")
@@ -43,6 +51,7 @@ class PollPlan:
     prefix: str = ""
     delete: bool = True
     grace_seconds: float = 7 * 86400
+    quarantine_after: int = 3
 
 
 @dataclass(slots=True)
@@ -56,7 +65,8 @@ class _Poll:
     parse: Parser
     report: PollReport
     log: Any
-    at_risk: bool = False
+    at_risk: bool = False  # a message retrieved in this session is not stored (yet)
+    no_quit: bool = False  # one never will be (quarantined): this session must not QUIT
 
     def run(self) -> PollReport:
         entries = usable_entries(self.session.listing(), self.log)
@@ -67,11 +77,14 @@ class _Poll:
         marked: dict[str, LedgerRecord] = {}
         for entry in entries:
             record = self._handle(entry, records.get(entry.uidl))
-            if self.plan.delete:
+            if record is not None and self.plan.delete:
                 self.session.delete(entry)
                 failpoint("after_dele")
                 marked[entry.uidl] = record
+        self._warn_if_rekeyed()
         self.guard.check()
+        if self.no_quit:
+            return self._end_without_commit()
         failpoint("before_quit")
         self.session.commit()
         failpoint("after_quit")
@@ -82,24 +95,65 @@ class _Poll:
         self.report.outcome = "ok"
         return self.report
 
-    def _handle(self, entry: MailboxEntry, record: LedgerRecord | None) -> LedgerRecord:
-        if record is not None and record.state is State.STORED and record.size == entry.size:
-            self.report.already_stored += 1
-            if record.gone_since is not None:
-                record = replace(record, gone_since=None)
-                self.ledger.put({entry.uidl: record})
-            return record
+    def _handle(self, entry: MailboxEntry, record: LedgerRecord | None) -> LedgerRecord | None:
+        """Make sure ``entry`` is stored; its record, or None to leave it on the server."""
+        if record is not None and record.size == entry.size:
+            if record.state is State.QUARANTINED:
+                self.report.quarantined += 1
+                return None
+            if record.state is State.STORED and self._same_message(entry, record):
+                self.report.already_stored += 1
+                if record.gone_since is not None:
+                    record = replace(record, gone_since=None)
+                    self.ledger.put({entry.uidl: record})
+                return record
+        try:
+            return self._fetch_and_store(entry, record)
+        except PermanentError as err:
+            self._failed(entry, record, err)
+            return None
+
+    def _same_message(self, entry: MailboxEntry, record: LedgerRecord) -> bool:
+        """Before DELE of a message stored earlier: same size (given) and same header block."""
+        if not self.plan.delete or not record.head_sha256:
+            return True
+        head = self.session.headers(entry)
+        if head is None or hashlib.sha256(head).hexdigest() == record.head_sha256:
+            return True
+        self.log.warning("message.identity_mismatch", uidl=entry.uidl)
+        return False
+
+    def _fetch_and_store(self, entry: MailboxEntry, record: LedgerRecord | None) -> LedgerRecord:
         self.at_risk = True
         raw = self.session.retrieve(entry)
         failpoint("after_retr")
         self.report.fetched += 1
-        record = self._store(FetchedMessage.of(self.plan.account, entry, raw))
-        self.ledger.put({entry.uidl: record})
+        stored = self._store(FetchedMessage.of(self.plan.account, entry, raw), known=record)
+        self.ledger.put({entry.uidl: stored})
         failpoint("after_mark_stored")
         self.at_risk = False
-        return record
+        return stored
 
-    def _store(self, msg: FetchedMessage) -> LedgerRecord:
+    def _failed(
+        self, entry: MailboxEntry, record: LedgerRecord | None, err: PermanentError
+    ) -> None:
+        """Count a message-specific failure; quarantine it after ``quarantine_after`` in a row."""
+        previous = record.failures if record and record.state is State.FAILING else 0
+        failures = previous + 1
+        quarantine = failures >= self.plan.quarantine_after
+        state = State.QUARANTINED if quarantine else State.FAILING
+        reason = f"{type(err).__name__}: {err}"[:500]
+        self.ledger.put({entry.uidl: LedgerRecord(
+            state, "", entry.size, "", "", self.clock(), failures=failures, reason=reason
+        )})  # fmt: skip
+        if not quarantine:
+            raise err
+        self.log.error("message.quarantined", uidl=entry.uidl, failures=failures, reason=reason)
+        self.report.quarantined += 1
+        self.no_quit = self.no_quit or self.at_risk
+        self.at_risk = False
+
+    def _store(self, msg: FetchedMessage, known: LedgerRecord | None) -> LedgerRecord:
         log = self.log.bind(uidl=msg.entry.uidl, sha256=msg.sha256)
         raw_key = keys.raw_key(self.plan.prefix, msg.account, msg.sha256)
         json_key = keys.json_key(self.plan.prefix, msg.account, msg.sha256)
@@ -122,10 +176,29 @@ class _Poll:
             self.report.keys.append(raw_key)
         else:
             self.report.already_stored += 1
+            self.report.rekeyed += known is None
         log.info("message.stored", key=raw_key, size=len(msg.raw), put=put.value)
+        head = hashlib.sha256(header_block(msg.raw)).hexdigest()
         return LedgerRecord(
-            State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock()
-        )
+            State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
+            head_sha256=head,
+        )  # fmt: skip
+
+    def _warn_if_rekeyed(self) -> None:
+        """Many 'new' UIDLs whose content is already stored: the UIDL scheme changed
+        (or the ledger was lost). No duplicate objects result, but an operator should know."""
+        if self.report.rekeyed >= 10 and self.report.rekeyed * 2 >= self.report.fetched:
+            self.log.error(
+                "mailbox.uidl_scheme_changed", rekeyed=self.report.rekeyed,
+                fetched=self.report.fetched,
+            )  # fmt: skip
+
+    def _end_without_commit(self) -> PollReport:
+        """A quarantined message was retrieved: QUIT could let the server consume it."""
+        self.session.abandon()
+        self.report.outcome = "partial"
+        self.log.warning("poll.not_committed", reason="a retrieved message was quarantined")
+        return self.report
 
     def _prune(self, present: set[str], found: int, total: int) -> int:
         if total <= found:

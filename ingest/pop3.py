@@ -232,6 +232,13 @@ class Pop3Session:
         self._expect_ok("RETR", b"RETR %d" % entry.number)
         return self._read_multiline()
 
+    def headers(self, entry: MailboxEntry) -> bytes | None:
+        """``TOP n 0``: the header block, or None when the server does not offer TOP."""
+        if "TOP" not in self.capabilities:
+            return None
+        self._expect_ok("TOP", b"TOP %d 0" % entry.number)
+        return self._read_multiline()
+
     def delete(self, entry: MailboxEntry) -> None:
         self._expect_ok("DELE", b"DELE %d" % entry.number)
 

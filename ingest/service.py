@@ -50,6 +50,7 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
         prefix=settings.storage.prefix,
         delete=account.delete == "after_store",
         grace_seconds=settings.ledger_grace_days * 86400,
+        quarantine_after=settings.quarantine_after,
     )
 
 

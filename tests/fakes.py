@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ingest.errors import LockLost, StorageError, TransientError
 from ingest.interfaces import Put
-from ingest.model import LedgerRecord, MailboxEntry
+from ingest.model import LedgerRecord, MailboxEntry, header_block
 
 
 @dataclass
@@ -40,6 +40,7 @@ class FakeSession:
         ]
         self.marked: set[int] = set()
         self.retrieved: list[str] = []
+        self.topped: list[str] = []
         self.closed = ""
         self.fail_retr_at = fail_retr_at
         self.fail_quit = fail_quit
@@ -59,6 +60,11 @@ class FakeSession:
             self.closed = "dropped"
             raise TransientError("connection reset during RETR")
         return self.drop.messages[entry.uidl]
+
+    def headers(self, entry: MailboxEntry) -> bytes | None:
+        self._open()
+        self.topped.append(entry.uidl)
+        return header_block(self.drop.messages[entry.uidl])
 
     def delete(self, entry: MailboxEntry) -> None:
         self._open()
@@ -126,6 +132,7 @@ class MemoryStore:
         self.objects: dict[str, bytes] = {}
         self.put_calls = 0
         self.fail_puts = fail_puts
+        self.refuse: set[bytes] = set()  # contents refused for good (a poison message)
 
     def put(
         self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
@@ -134,7 +141,7 @@ class MemoryStore:
         if self.fail_puts:
             self.fail_puts -= 1
             raise TransientError("503 SlowDown")
-        if hashlib.sha256(data).hexdigest() != sha256:
+        if hashlib.sha256(data).hexdigest() != sha256 or data in self.refuse:
             raise StorageError(f"{key}: checksum mismatch")
         if key in self.objects:
             if must_match and hashlib.sha256(self.objects[key]).hexdigest() != sha256:

@@ -8,7 +8,7 @@ import pytest
 from fakes import FakeGuard, FakeMaildrop, MemoryLedger, MemoryStore
 
 from ingest import keys
-from ingest.errors import LockLost, TransientError
+from ingest.errors import LockLost, StorageError, TransientError
 from ingest.model import MailboxEntry, State
 from ingest.pipeline import PollPlan, poll
 
@@ -32,7 +32,9 @@ class World:
         self.ledger = MemoryLedger()
         self.store = MemoryStore()
         self.guard = FakeGuard()
-        self.plan = PollPlan(account="acct", prefix="p", delete=delete, grace_seconds=grace)
+        self.plan = PollPlan(
+            account="acct", prefix="p", delete=delete, grace_seconds=grace, quarantine_after=3
+        )
         self.now = 1000.0
 
     def poll(self, **faults: int):
@@ -198,3 +200,56 @@ def test_parse_failure_still_stores_raw_and_a_json_saying_why() -> None:
     assert report.parse_failures == 1 and report.stored == 1
     (rec,) = w.ledger.records.values()
     assert json.loads(w.store.objects[rec.json_key])["parse_error"] == "ValueError: boom"
+
+
+def test_poison_message_is_quarantined_after_n_failures_and_the_rest_flows() -> None:
+    """A message the store refuses N polls in a row is quarantined and left on the server."""
+    w = World(_drop())
+    w.store.refuse.add(RAW[1])
+    for _ in range(2):
+        with pytest.raises(StorageError):
+            w.poll()
+        assert w.session.closed == "abandoned"
+    assert w.ledger.records["uid-1"].state is State.FAILING
+    report = w.poll()
+    assert report.quarantined == 1 and report.outcome == "partial"
+    assert w.session.closed == "abandoned"  # a retrieved message is unstored: no QUIT
+    rec = w.ledger.records["uid-1"]
+    assert rec.state is State.QUARANTINED and rec.failures == 3 and "StorageError" in rec.reason
+    report = w.poll()  # the quarantined message is no longer retrieved, so QUIT is safe
+    assert report.outcome == "ok" and "uid-1" not in w.session.retrieved
+    assert list(w.drop.messages) == ["uid-1"]
+
+
+def test_failure_count_resets_after_a_success() -> None:
+    """Failures must be consecutive: a stored message forgets its earlier failures."""
+    w = World(_drop(RAW[0]), delete=False)
+    w.store.refuse.add(RAW[0])
+    with pytest.raises(StorageError):
+        w.poll()
+    w.store.refuse.clear()
+    w.poll()
+    assert w.ledger.records["uid-0"].state is State.STORED
+    assert w.ledger.records["uid-0"].failures == 0
+
+
+def test_identity_is_confirmed_before_deleting_a_message_stored_earlier() -> None:
+    """A stored UIDL whose headers changed (reused UIDL, same size) is fetched, not DELEd blind."""
+    w = World(_drop(RAW[0]))
+    with pytest.raises(TransientError):
+        w.poll(fail_quit=1)
+    same_size = RAW[0].replace(b"<1@x>", b"<9@x>")
+    w.drop.messages["uid-0"] = same_size
+    report = w.poll()
+    assert w.session.topped == ["uid-0"] and w.session.retrieved == ["uid-0"]
+    assert report.stored == 1 and same_size in w.raw_objects().values()
+
+
+def test_unchanged_message_is_deleted_after_a_header_check_only() -> None:
+    """The crash-recovery DELE costs one TOP, not a second RETR."""
+    w = World(_drop(RAW[0]))
+    with pytest.raises(TransientError):
+        w.poll(fail_quit=1)
+    w.poll()
+    assert w.session.topped == ["uid-0"] and w.session.retrieved == []
+    assert w.drop.messages == {}
