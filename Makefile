@@ -5,12 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps lint test test-unit demo worker beat check clean
+DURATION ?= 300
+
+.PHONY: help venv system-deps lint test test-unit soak demo worker beat check clean
 
 help:
 	@echo "make demo    run the main job on embedded defaults (private Redis + Dovecot, local store)"
 	@echo "make test    set up everything (venv, packages) and run lint + the whole test suite"
 	@echo "make lint    ruff, mypy --strict, import-linter"
+	@echo "make soak    chaos soak: random SIGKILLs of workers and polls (DURATION=300 seconds)"
 	@echo "make worker  run a Celery worker for \$$INGEST_CONFIG"
 	@echo "make beat    run Celery beat (the dispatcher) for \$$INGEST_CONFIG"
 
@@ -33,6 +36,9 @@ lint: venv
 
 test: system-deps venv lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+soak: system-deps venv
+	INGEST_SOAK_SECONDS=$(DURATION) $(BIN)/pytest tests/faults/test_soak.py -s $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

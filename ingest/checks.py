@@ -45,6 +45,28 @@ def run_checks(settings: Settings) -> Iterator[tuple[bool, str]]:
         yield _check_account(settings, account.name)
 
 
+def startup_problems(settings: Settings) -> list[str]:
+    """What must hold before a worker takes tasks: Redis keeps keys, the store is safe.
+
+    An evicting Redis could silently drop ledger, lock or broker keys; a store that ignores
+    create-only writes could not prevent duplicates. Either refuses the worker's start.
+    """
+    problems = []
+    try:
+        policy = check_redis(redis_client(settings))
+        if policy != "noeviction" and not policy.startswith("unknown"):
+            problems.append(
+                f"redis {redact_url(settings.redis_url)}: maxmemory-policy is {policy}; "
+                "set it to noeviction (CONFIG SET maxmemory-policy noeviction, or redis.conf)"
+            )
+    except IngestError as err:
+        problems.append(f"redis {redact_url(settings.redis_url)}: {err}")
+    ok, line = _check_store(settings)
+    if not ok:
+        problems.append(line)
+    return problems
+
+
 def _check_store(settings: Settings) -> tuple[bool, str]:
     store = open_store(settings.storage)
     key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)

@@ -9,9 +9,12 @@ import os
 import tempfile
 from pathlib import Path
 
+import structlog
 from celery import Celery
+from celery.signals import worker_init
 
 from ingest import logs
+from ingest.checks import startup_problems
 from ingest.config import load_settings
 
 settings = load_settings()
@@ -44,3 +47,13 @@ app.conf.update(
         "INGEST_BEAT_STATE", str(Path(tempfile.gettempdir()) / "ingest-celerybeat-schedule")
     ),
 )
+
+
+@worker_init.connect
+def _refuse_unsafe_start(**_: object) -> None:
+    """Refuse to take tasks when Redis evicts keys or the store ignores create-only writes."""
+    problems = startup_problems(settings)
+    for problem in problems:
+        structlog.get_logger("workers.app").error("worker.unsafe_setup", problem=problem)
+    if problems:
+        raise SystemExit("refusing to start: " + "; ".join(problems))
