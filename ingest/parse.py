@@ -18,26 +18,25 @@ replaced by a space and the ``header-crlf`` defect is recorded.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from email import message_from_bytes
 from email.message import Message
 from email.policy import Compat32, Policy, compat32
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ingest.addresses import (
     AddressBudget,
     clean_text,
+    decode_bytes,
     decode_text,
     decode_words,
     extract_mailboxes,
-    message_id,
-    msg_ids,
-    parse_date,
     recover_8bit,
     unfold,
 )
@@ -49,11 +48,10 @@ MAX_PARTS = 2000
 
 Headers = list[tuple[str, str]]
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+_MSG_ID = re.compile(r"<([^<>\s\x00-\x1f\x7f]+)>")
+_BARE_ID = re.compile(r"[^<>\s\x00-\x1f\x7f]+")
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
-# Text codecs that are quadratic (punycode), refuse errors="replace" (idna) or can emit lone
-# surrogates (the escape codecs): no honest mail declares them.
-_UNSAFE_CODECS = frozenset({"idna", "punycode", "raw-unicode-escape", "unicode-escape"})
 # Header fields RFC 5322 allows at most once.
 _SINGLETONS = "bcc cc date from in-reply-to message-id references reply-to sender subject to"
 _ADDRESS_FIELDS = (("from", "from"), ("to", "to"), ("cc", "cc"), ("reply_to", "reply-to"))
@@ -189,10 +187,10 @@ def _fill_envelope(doc: dict[str, Any], _: Message, headers: Headers, defects: s
         defects.add("missing-date")
     else:
         doc["date_raw"] = clean_text(date.strip(), defects)
-        doc["date"] = parse_date(doc["date_raw"], defects)
-    doc["message_id"] = message_id(_first(headers, "message-id"), defects)
-    doc["in_reply_to"] = next(iter(msg_ids(_all(headers, "in-reply-to"))), None)
-    doc["references"] = msg_ids(_all(headers, "references"))
+        doc["date"] = _parse_date(doc["date_raw"], defects)
+    doc["message_id"] = _message_id(_first(headers, "message-id"), defects)
+    doc["in_reply_to"] = next(iter(_msg_ids(_all(headers, "in-reply-to"))), None)
+    doc["references"] = _msg_ids(_all(headers, "references"))
 
 
 def _fill_addresses(doc: dict[str, Any], _: Message, headers: Headers, defects: set[str]) -> None:
@@ -208,8 +206,8 @@ def _fill_addresses(doc: dict[str, Any], _: Message, headers: Headers, defects: 
 
 def _fill_body(doc: dict[str, Any], message: Message, _: Headers, defects: set[str]) -> None:
     texts: list[str] = []
-    for part in _leaves(message, defects):
-        _guard(doc, _take_leaf, doc, part, texts, defects)
+    for part, attached in _leaves(message, defects):
+        _guard(doc, _take_leaf, doc, part, attached, texts, defects)
     doc["text"] = "\n".join(texts) if texts else None
 
 
@@ -221,20 +219,52 @@ def _all(headers: Headers, name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == name]
 
 
-def _leaves(root: Message, defects: set[str]) -> Iterator[Message]:
-    """Yield the leaf parts in document order, skipping those the parser was stopped at."""
-    stack = [root]
+def _parse_date(value: str, defects: set[str]) -> str | None:
+    """The date as UTC ``YYYY-MM-DDTHH:MM:SSZ``; an unknown zone ("-0000") is read as UTC."""
+    try:
+        parsed = parsedate_to_datetime(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.add("invalid-date")
+        return None
+
+
+def _msg_ids(values: list[str]) -> list[str]:
+    """Message ids without their angle brackets, as JMAP (RFC 8621) reports them."""
+    return [found for value in values for found in _MSG_ID.findall(value)]
+
+
+def _message_id(value: str | None, defects: set[str]) -> str | None:
+    if value is None:
+        return None
+    ids = _msg_ids([value])
+    if ids:
+        return ids[0]
+    defects.add("invalid-message-id")
+    bare = value.strip()
+    return bare if _BARE_ID.fullmatch(bare) else None
+
+
+def _leaves(root: Message, defects: set[str]) -> Iterator[tuple[Message, bool]]:
+    """Yield (leaf, inside an attachment) in document order, skipping parts cut by the parser.
+
+    A leaf is inside an attachment when a container above it, typically a forwarded
+    message/rfc822, has ``Content-Disposition: attachment``: its text is not our body.
+    """
+    stack = [(root, False)]
     while stack:
-        part = stack.pop()
+        part, attached = stack.pop()
         defects.update(type(defect).__name__ for defect in part.defects)
         if isinstance(part, _BoundedMessage) and part.cut:
             defects.add(part.cut)
             continue
-        payload = part.get_payload()
-        if isinstance(payload, list) and _is_container(part.get_content_type()):
-            stack.extend(child for child in reversed(payload) if isinstance(child, Message))
-        else:
-            yield part
+        if not (part.is_multipart() and _is_container(part.get_content_type())):
+            yield part, attached
+            continue
+        attached = attached or part.get_content_disposition() == "attachment"
+        stack.extend((child, attached) for child in reversed(_children(part)))
 
 
 def _is_container(content_type: str) -> bool:
@@ -242,16 +272,19 @@ def _is_container(content_type: str) -> bool:
     return content_type.startswith("multipart/") or content_type in _MESSAGE_TYPES
 
 
-def _take_leaf(doc: dict[str, Any], part: Message, texts: list[str], defects: set[str]) -> None:
+def _take_leaf(
+    doc: dict[str, Any], part: Message, attached: bool, texts: list[str], defects: set[str]
+) -> None:
     """File a leaf as body text, as the HTML body, or as an attachment."""
     content_type = clean_text(part.get_content_type(), defects)
     disposition = _disposition(part, defects)
     filename = _filename(part, defects)
     data = _payload(part)
     defects.update(type(defect).__name__ for defect in part.defects)  # decoding adds some
-    is_body = content_type in _BODY_TYPES and disposition != "attachment" and not filename
+    is_body = content_type in _BODY_TYPES and not (attached or filename)
+    is_body = is_body and disposition != "attachment"
     if is_body and (content_type == "text/plain" or doc["html"] is None):
-        body = _decode_text(data, part.get_content_charset(), defects).replace("\r\n", "\n")
+        body = decode_bytes(data, part.get_content_charset(), defects).replace("\r\n", "\n")
         if content_type == "text/plain":
             texts.append(body)
         else:
@@ -270,40 +303,37 @@ def _take_leaf(doc: dict[str, Any], part: Message, texts: list[str], defects: se
 
 
 def _payload(part: Message) -> bytes:
-    """The decoded bytes of a leaf, decoded once; header blocks are joined as written."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return b"".join(child.as_bytes() for child in payload if isinstance(child, Message))
+    """The decoded bytes of a leaf, decoded once; header blocks are joined as parsed."""
+    if part.is_multipart():  # message/delivery-status and other message/* reports
+        return b"".join(_flatten(child) for child in _children(part))
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
 
 
-def _decode_text(data: bytes, charset: str | None, defects: set[str]) -> str:
-    """Decode a text body by its charset; when that is wrong, try UTF-8, then decode lossily."""
-    codec = _codec(charset, defects)
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        defects.add("charset-mismatch")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1" if codec == "ascii" else codec, "replace")
+def _flatten(part: Message) -> bytes:
+    """A nested part's raw header lines, a blank line and its body, as the parser split them.
+
+    Not ``Message.as_bytes()``: the generator re-folds headers and, through
+    ``get_payload()``, decodes bodies by their declared charset (which may be hostile).
+    """
+    head = "".join(f"{name}: {value}\n" for name, value in part.raw_items())
+    if part.is_multipart():
+        body = b"".join(_flatten(child) for child in _children(part))
+    else:
+        data = part.get_payload(decode=True)
+        body = data if isinstance(data, bytes) else b""
+    return head.encode("utf-8", "surrogateescape") + b"\n" + body
 
 
-def _codec(charset: str | None, defects: set[str]) -> str:
-    """The codec for a declared charset: ASCII if none, UTF-8 if unknown or unsafe."""
-    if not charset:
-        return "ascii"
-    try:
-        codec = codecs.lookup(charset).name
-        if codec not in _UNSAFE_CODECS:
-            b"\x80".decode(codec, "replace")  # LookupError if not a text encoding (base64...)
-            return codec
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        pass
-    defects.add("unknown-charset")
-    return "utf-8"
+def _children(part: Message) -> list[Message]:
+    """The sub-parts of a multipart part.
+
+    Never call ``get_payload()`` without ``decode=True`` on a leaf: for 8-bit bodies it
+    decodes by the declared charset, and a charset like punycode raises or is quadratic.
+    """
+    if not part.is_multipart():
+        return []
+    return [child for child in part.get_payload() if isinstance(child, Message)]
 
 
 def _disposition(part: Message, defects: set[str]) -> str | None:
@@ -324,7 +354,7 @@ def _filename(part: Message, defects: set[str]) -> str | None:
         return None
     if not name:
         return None
-    return clean_text(decode_words(recover_8bit(name, defects), defects), defects) or None
+    return clean_text(decode_words(unfold(name, defects), defects), defects) or None
 
 
 def _content_id(part: Message, defects: set[str]) -> str | None:

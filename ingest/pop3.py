@@ -13,6 +13,7 @@ Protocol rules that everything else relies on:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import ssl
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+import structlog
 
 from ingest.errors import (
     AuthError,
@@ -32,6 +35,7 @@ from ingest.errors import (
 from ingest.failpoints import failpoint
 from ingest.model import MailboxEntry
 
+_log = structlog.get_logger("ingest.pop3")
 MAX_STATUS_LINE = 8192
 _TERMINATOR = b"\r\n.\r\n"
 _RESP_CODE = re.compile(rb"^\[([A-Z0-9/-]+)\]")
@@ -83,6 +87,7 @@ class Pop3Session:
         self._buf = bytearray()
         self._deadline = time.monotonic() + endpoint.deadline_seconds
         self.encrypted = False
+        self.uidl_supported = True
 
     # -- wire -------------------------------------------------------------
 
@@ -206,15 +211,40 @@ class Pop3Session:
         self._expect_ok("PASS", b"PASS " + password.encode())
 
     def listing(self) -> list[MailboxEntry]:
-        """UIDL + LIST joined by message number (UIDLs are checked by the caller)."""
-        uidls = self._numbered("UIDL")
+        """UIDL + LIST joined by message number (UIDLs are checked by the caller).
+
+        A server without UIDL gets content-derived identities instead (see
+        :meth:`_content_identities`).
+        """
         sizes = self._numbered("LIST")
+        try:
+            uidls = self._numbered("UIDL")
+        except ProtocolError as err:
+            self.uidl_supported = False
+            _log.warning("mailbox.no_uidl", host=self.endpoint.host, reply=str(err)[:200])
+            uidls = self._content_identities(sizes)
         entries = []
         for number, uidl in uidls.items():
             if number not in sizes or not sizes[number].isdigit():
                 raise ProtocolError(f"LIST has no size for message {number}")
             entries.append(MailboxEntry(number, uidl, int(sizes[number])))
         return sorted(entries, key=lambda e: e.number)
+
+    def _content_identities(self, sizes: dict[int, str]) -> dict[int, str]:
+        """Identities for a server without UIDL: ``sha-`` + SHA-256 of the header block
+        (``TOP n 0``; the whole message when TOP is missing too), truncated to 40 hex
+        digits; a repeat of the same headers gets ``.2``, ``.3``... in listing order."""
+        out: dict[int, str] = {}
+        seen: dict[str, int] = {}
+        for number in sorted(sizes):
+            entry = MailboxEntry(number, "", 0)
+            content = self.headers(entry)
+            if content is None:
+                content = self.retrieve(entry)
+            digest = "sha-" + hashlib.sha256(content).hexdigest()[:40]
+            seen[digest] = seen.get(digest, 0) + 1
+            out[number] = digest if seen[digest] == 1 else f"{digest}.{seen[digest]}"
+        return out
 
     def _numbered(self, command: str) -> dict[int, str]:
         self._expect_ok(command, command.encode())
