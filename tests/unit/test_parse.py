@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ingest.bodies
 import ingest.parse
 from ingest.addresses import is_valid_address
+from ingest.bodies import MAX_DEPTH, MAX_PARTS
 from ingest.parse import (
-    MAX_DEPTH,
-    MAX_PARTS,
     PARSER_VERSION,
     SCHEMA_VERSION,
     dump_document,
@@ -459,7 +459,7 @@ def test_unexpected_failure_becomes_parse_error(monkeypatch: pytest.MonkeyPatch)
     def explode(*_: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ingest.parse, "decode_bytes", explode)
+    monkeypatch.setattr(ingest.bodies, "decode_bytes", explode)
     doc = parse(b"From: a@example.com\nSubject: kept\n\nbody text")
     assert doc["parse_error"] == "RuntimeError: boom"
     assert (doc["subject"], doc["from"][0]["address"]) == ("kept", "a@example.com")
