@@ -5,6 +5,8 @@ after any crash writes the very same key and never a second copy:
 
     {prefix}/{account}/raw/{sha[0:2]}/{sha}.eml    the raw message, byte-exact
     {prefix}/{account}/json/{sha[0:2]}/{sha}.json  the structured JSON document
+    {prefix}/{account}/att/{sha[0:2]}/{sha}        one attachment's decoded bytes (stored once
+                                                   per account however many mails carry it)
 
 Redis keys (one namespace, ``ingest:``; the ``{account}`` hash tag keeps one account's
 keys in one Redis Cluster slot):
@@ -47,6 +49,12 @@ def json_key(prefix: str, account: str, sha256: str) -> str:
     """Key of the structured JSON document stored beside the raw message."""
     _check(account, sha256)
     return _join(prefix, account, "json", sha256[:2], f"{sha256}.json")
+
+
+def attachment_key(prefix: str, account: str, sha256: str) -> str:
+    """Key of an attachment's decoded content, shared by every message that carries it."""
+    _check(account, sha256)
+    return _join(prefix, account, "att", sha256[:2], sha256)
 
 
 def ledger_key(account: str) -> str:
