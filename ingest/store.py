@@ -137,7 +137,7 @@ def make_s3_client(cfg: StorageConfig) -> S3Client:
         region_name=cfg.region,
         connect_timeout=cfg.timeout,
         read_timeout=cfg.timeout,
-        retries={"mode": "standard", "max_attempts": cfg.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": cfg.max_attempts},
         s3={"addressing_style": cfg.addressing_style},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
