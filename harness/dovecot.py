@@ -75,9 +75,16 @@ class Dovecot:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, *, auth_failure_delay: int = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        auth_failure_delay: int = 0,
+        oauth2_introspection_url: str | None = None,
+    ) -> None:
         self.workdir = Path(workdir).absolute()
         self.auth_failure_delay = auth_failure_delay
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.identity = _identity()
         self.conf_path = self.workdir / "dovecot.conf"
         self.users_dir = self.workdir / "users"
@@ -139,6 +146,7 @@ class Dovecot:
                 pop3s_port=self.pop3s_port,
                 identity=self.identity,
                 auth_failure_delay=self.auth_failure_delay,
+                oauth2_introspection_url=self.oauth2_introspection_url,
             )
         )
         self._proc = spawn(["dovecot", "-F", "-c", str(self.conf_path)], self.log_path)

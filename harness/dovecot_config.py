@@ -43,13 +43,33 @@ def render_config(
     pop3s_port: int,
     identity: Identity,
     auth_failure_delay: int = 0,
+    oauth2_introspection_url: str | None = None,
 ) -> str:
     """The whole ``dovecot.conf`` text for one test instance.
 
     Unlike a stock Dovecot, a failed login is answered after ``auth_failure_delay`` seconds
     (stock: 2) and there is no auth penalty (stock: every later login from the same IP is
     delayed 2-15 s), so one test's refused password does not slow down the next tests.
+
+    APOP is offered (the greeting then carries a timestamp). With ``oauth2_introspection_url``
+    XOAUTH2 and OAUTHBEARER are offered too, each bearer token checked by POSTing it to that
+    URL (see ``harness.oauth_server``); password users keep working beside them.
     """
+    oauth = ""
+    mechanisms = "plain login apop"
+    if oauth2_introspection_url:
+        mechanisms += " xoauth2 oauthbearer"
+        (workdir / "oauth2.conf.ext").write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {oauth2_introspection_url}\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+        )
+        oauth = f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {workdir / "oauth2.conf.ext"}
+}}
+"""
     group = grp.getgrgid(identity.gid).gr_name
     extra = "" if identity.privileged else _UNPRIVILEGED.format(group=group)
     anvil_chroot = "" if identity.privileged else "\n  chroot ="
@@ -67,7 +87,7 @@ ssl = yes
 ssl_cert = <{tls_dir / "cert.pem"}
 ssl_key = <{tls_dir / "key.pem"}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = {auth_failure_delay} secs
 first_valid_uid = {identity.uid}
 last_valid_uid = 0
@@ -77,7 +97,7 @@ default_login_user = {identity.login_user}
 mail_location = maildir:~/Maildir
 # many parallel sessions per user and IP (the default is 10)
 mail_max_userip_connections = 1000
-passdb {{
+{oauth}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {users_dir}/%u
 }}

@@ -6,11 +6,10 @@ import hashlib
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from ingest.config import Settings, resolve_password
+from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.interfaces import Put
-from ingest.pop3 import open_session
-from ingest.service import check_redis, endpoint_for, redis_client
+from ingest.service import check_redis, endpoint_for, mailbox, redis_client
 from ingest.store import open_store
 
 PROBE = b"ingest storage check: create-only writes must be refused when the key exists\n"
@@ -89,8 +88,7 @@ def _check_account(settings: Settings, name: str) -> tuple[bool, str]:
     ep = endpoint_for(account, settings)
     label = f"account {name} ({account.security}://{ep.host}:{ep.port})"
     try:
-        password = resolve_password(account, settings.source)
-        with open_session(ep, account.username, password) as session:
+        with mailbox(settings, account, redis_client(settings)) as session:
             entries = session.listing()
             caps = " ".join(sorted(session.capabilities)) or "none"
             session.reset_and_quit()

@@ -1,8 +1,7 @@
 """Load and validate the YAML configuration once, reporting every problem with file and key.
 
-Settings are immutable pydantic models. Secrets are referenced (``password_env``,
-``password_file``), never inlined, and only read by :func:`resolve_password` when a
-session is about to log in.
+Settings are immutable pydantic models. Secrets are referenced (``*_env``, ``*_file``),
+never inlined, and only read by :func:`read_secret` when a session is about to log in.
 """
 
 from __future__ import annotations
@@ -62,6 +61,27 @@ class StorageConfig(_Frozen):
         return Path(urlparse(self.url).path)
 
 
+class OAuth2Config(_Frozen):
+    """Where an XOAUTH2 account gets its access tokens (refresh-token grant)."""
+
+    token_url: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    refresh_token_env: str | None = None
+    refresh_token_file: Path | None = None
+    scope: str | None = None
+    timeout: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> OAuth2Config:
+        if (self.refresh_token_env is None) == (self.refresh_token_file is None):
+            raise ValueError("exactly one of refresh_token_env or refresh_token_file is required")
+        if self.client_secret_env is not None and self.client_secret_file is not None:
+            raise ValueError("give client_secret_env or client_secret_file, not both")
+        return self
+
+
 class AccountConfig(_Frozen):
     """One POP3 mailbox to poll."""
 
@@ -73,6 +93,9 @@ class AccountConfig(_Frozen):
     username: str = Field(min_length=1)
     password_env: str | None = None
     password_file: Path | None = None
+    auth: Literal["password", "apop", "sasl_plain", "xoauth2"] = "password"
+    xoauth2_style: Literal["two_step", "one_line"] = "two_step"
+    oauth2: OAuth2Config | None = None
     allow_plaintext: bool = False
     delete: Literal["after_store", "never"] = "after_store"
     interval: int = Field(default=60, ge=1)
@@ -92,7 +115,12 @@ class AccountConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> AccountConfig:
-        if (self.password_env is None) == (self.password_file is None):
+        if self.auth == "xoauth2":
+            if self.oauth2 is None:
+                raise ValueError(
+                    "auth: xoauth2 needs an oauth2 section (token_url, client_id, ...)"
+                )
+        elif (self.password_env is None) == (self.password_file is None):
             raise ValueError("exactly one of password_env or password_file is required")
         if self.security == "plain" and not self.allow_plaintext:
             raise ValueError(
@@ -194,23 +222,25 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     return parse_settings(data, str(file))
 
 
-def resolve_password(account: AccountConfig, source: str = "config") -> str:
-    """Read the account's secret from its env var or file; never logged, never stored."""
-    where = f"{source}: accounts({account.name})"
-    if account.password_env is not None:
-        value = os.environ.get(account.password_env)
+def read_secret(where: str, name: str, env: str | None, file: Path | None) -> str:
+    """One secret from ``{name}_env`` or ``{name}_file``; errors name the key, never the value."""
+    if env is not None:
+        value = os.environ.get(env)
         if value is None:
-            raise ConfigError(
-                f"{where}.password_env: environment variable {account.password_env} is not set"
-            )
-    else:
-        assert account.password_file is not None
+            raise ConfigError(f"{where}.{name}_env: environment variable {env} is not set")
+    elif file is not None:
         try:
-            value = account.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as err:
-            raise ConfigError(
-                f"{where}.password_file: cannot read {account.password_file}: {err.strerror}"
-            ) from None
+            raise ConfigError(f"{where}.{name}_file: cannot read {file}: {err.strerror}") from None
+    else:
+        raise ConfigError(f"{where}: {name}_env or {name}_file is required")
     if not value or any(c in value for c in "\r\n\0"):
-        raise ConfigError(f"{where}: the password is empty or contains CR, LF or NUL")
+        raise ConfigError(f"{where}: the {name} is empty or contains CR, LF or NUL")
     return value
+
+
+def resolve_password(account: AccountConfig, source: str = "config") -> str:
+    """Read the account's password from its env var or file; never logged, never stored."""
+    where = f"{source}: accounts({account.name})"
+    return read_secret(where, "password", account.password_env, account.password_file)

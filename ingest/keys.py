@@ -15,6 +15,8 @@ keys in one Redis Cluster slot):
     ingest:{account}:lock       string  the poll lock token (with expiry)
     ingest:{account}:fence      counter  monotonically increasing fencing tokens
     ingest:{account}:last       hash  last poll outcome, for ``ingest status``
+    ingest:{account}:oauth      string  the shared OAuth2 access token (expires with it)
+    ingest:{account}:oauth:refreshing  string  single-flight flag while one worker refreshes
     ingest:{schedule}           sorted set  account -> next due time (unix seconds)
     ingest:{schedule}:intervals hash  account -> interval (seconds)
     ingest:{schedule}:digest    string  digest of the configured (account, interval) list
@@ -71,6 +73,14 @@ def fence_key(account: str) -> str:
 
 def last_poll_key(account: str) -> str:
     return f"ingest:{{{account}}}:last"
+
+
+def oauth_token_key(account: str) -> str:
+    return f"ingest:{{{account}}}:oauth"
+
+
+def oauth_refresh_key(account: str) -> str:
+    return f"ingest:{{{account}}}:oauth:refreshing"
 
 
 SCHEDULE_KEY = "ingest:{schedule}"

@@ -34,6 +34,7 @@ from ingest.errors import (
 )
 from ingest.failpoints import failpoint
 from ingest.model import MailboxEntry
+from ingest.pop3_auth import Credentials, authenticate
 
 _log = structlog.get_logger("ingest.pop3")
 MAX_STATUS_LINE = 8192
@@ -70,7 +71,7 @@ def _error_for(reply: bytes, what: str) -> Exception:
     code = match.group(1).decode() if match else ""
     if code in _TRANSIENT_CODES:
         return TransientError(f"{what}: server said {text}")
-    if code == "AUTH" or what in ("USER", "PASS"):
+    if code == "AUTH" or what in ("USER", "PASS", "APOP", "AUTH"):
         return AuthError(f"{what}: server refused authentication: {text}")
     if code == "SYS/PERM":
         return PermanentError(f"{what}: server said {text}")
@@ -88,6 +89,7 @@ class Pop3Session:
         self._deadline = time.monotonic() + endpoint.deadline_seconds
         self.encrypted = False
         self.uidl_supported = True
+        self.greeting = b""
 
     # -- wire -------------------------------------------------------------
 
@@ -100,7 +102,7 @@ class Pop3Session:
         self._sock = sock
         if ep.security == "tls":
             self._start_tls()
-        self._expect_ok("greeting")
+        self.greeting = self._expect_ok("greeting")
         if ep.security == "starttls":
             self.capa()
             if "STLS" not in self.capabilities:
@@ -197,18 +199,9 @@ class Pop3Session:
         self.capabilities = caps
         return caps
 
-    def login(self, username: str, password: str) -> None:
-        """USER/PASS; refuses to send a password in the clear unless explicitly allowed."""
-        for value in (username, password):
-            if any(c in value for c in "\r\n\0"):
-                raise SecurityError("username or password contains CR, LF or NUL; not sent")
-        if not self.encrypted and not self.endpoint.allow_plaintext:
-            raise SecurityError(
-                "refusing to send a password over an unencrypted connection "
-                "(set allow_plaintext: true to allow it)"
-            )
-        self._expect_ok("USER", b"USER " + username.encode())
-        self._expect_ok("PASS", b"PASS " + password.encode())
+    def login(self, creds: Credentials) -> None:
+        """Authenticate with the configured method (see :mod:`ingest.pop3_auth`)."""
+        authenticate(self, creds)
 
     def listing(self) -> list[MailboxEntry]:
         """UIDL + LIST joined by message number (UIDLs are checked by the caller).
@@ -301,12 +294,12 @@ class Pop3Session:
 
 
 @contextmanager
-def open_session(endpoint: Endpoint, username: str, password: str) -> Iterator[Pop3Session]:
+def open_session(endpoint: Endpoint, creds: Credentials) -> Iterator[Pop3Session]:
     """Connect and log in; on an exception inside the block the connection is dropped."""
     session = Pop3Session(endpoint)
     try:
         session.connect()
-        session.login(username, password)
+        session.login(creds)
         yield session
     finally:
         session.close()

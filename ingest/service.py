@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 import structlog
 
 from ingest import keys
 from ingest.config import AccountConfig, Settings, resolve_password
-from ingest.errors import TransientError
+from ingest.errors import AuthError, TransientError
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
 from ingest.model import PollReport
+from ingest.oauth import TokenSource
 from ingest.pipeline import PollPlan, poll
-from ingest.pop3 import Endpoint, open_session
+from ingest.pop3 import Endpoint, Pop3Session, open_session
+from ingest.pop3_auth import Credentials
 from ingest.store import open_store
 
 log = structlog.get_logger("ingest.service")
@@ -54,6 +58,27 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
     )
 
 
+@contextmanager
+def mailbox(
+    settings: Settings, account: AccountConfig, client: redis.Redis
+) -> Iterator[Pop3Session]:
+    """An authenticated session of ``account`` with the configured method.
+
+    For XOAUTH2 the access token comes from Redis (refreshed when due); a token the server
+    refuses is forgotten, so the next poll fetches a new one.
+    """
+    tokens = TokenSource(client, account, settings.source) if account.auth == "xoauth2" else None
+    secret = tokens.access_token() if tokens else resolve_password(account, settings.source)
+    creds = Credentials(account.auth, account.username, secret, account.xoauth2_style)
+    try:
+        with open_session(endpoint_for(account, settings), creds) as session:
+            yield session
+    except AuthError:
+        if tokens is not None:
+            tokens.invalidate()
+        raise
+
+
 def poll_account(
     settings: Settings,
     name: str,
@@ -72,14 +97,7 @@ def poll_account(
     started = time.time()
     report = PollReport(account=name)
     try:
-        with (
-            lock,
-            open_session(
-                endpoint_for(account, settings),
-                account.username,
-                resolve_password(account, settings.source),
-            ) as session,
-        ):
+        with lock, mailbox(settings, account, client) as session:
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
             poll(plan_for(account, settings), session, ledger, store, lock, report=report)

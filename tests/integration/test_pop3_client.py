@@ -8,6 +8,7 @@ import trustme
 from harness import Dovecot, MailUser, as_pop3
 from ingest.errors import AuthError, SecurityError
 from ingest.pop3 import Endpoint, open_session
+from ingest.pop3_auth import Credentials
 
 TRICKY = (
     b"Subject: tricky\n\n"
@@ -17,6 +18,10 @@ TRICKY = (
     b"x" * 100_000 + b"\n"
     b"no final newline"
 )
+
+
+def _creds(user: str, secret: str, method: str = "password") -> Credentials:
+    return Credentials(method, user, secret)
 
 
 def _ep(dovecot: Dovecot, security: str = "starttls", **kw: object) -> Endpoint:
@@ -29,7 +34,7 @@ def test_tls_modes_verify_the_certificate_and_log_in(
     dovecot: Dovecot, mail_user: MailUser, security: str
 ) -> None:
     """Implicit TLS and STLS both verify chain and hostname, then authenticate."""
-    with open_session(_ep(dovecot, security), mail_user.name, mail_user.password) as s:
+    with open_session(_ep(dovecot, security), _creds(mail_user.name, mail_user.password)) as s:
         assert s.encrypted
         assert {"UIDL", "PIPELINING"} <= set(s.capabilities)
         assert "STLS" not in s.capabilities or security == "tls"
@@ -42,7 +47,7 @@ def test_untrusted_certificate_is_refused(dovecot: Dovecot, mail_user: MailUser)
     ep = Endpoint("localhost", dovecot.pop3_port, "starttls", timeout=10, ca_file=ca_file)
     with (
         pytest.raises(SecurityError, match="certificate"),
-        open_session(ep, mail_user.name, mail_user.password),
+        open_session(ep, _creds(mail_user.name, mail_user.password)),
     ):
         pass
 
@@ -53,18 +58,18 @@ def test_password_is_not_sent_in_plaintext_unless_allowed(
     """security: plain refuses to send PASS unless allow_plaintext is set."""
     with (
         pytest.raises(SecurityError, match="unencrypted"),
-        open_session(_ep(dovecot, "plain"), mail_user.name, mail_user.password),
+        open_session(_ep(dovecot, "plain"), _creds(mail_user.name, mail_user.password)),
     ):
         pass
     with open_session(
-        _ep(dovecot, "plain", allow_plaintext=True), mail_user.name, mail_user.password
+        _ep(dovecot, "plain", allow_plaintext=True), _creds(mail_user.name, mail_user.password)
     ) as s:
         assert not s.encrypted
 
 
 def test_wrong_password_is_an_auth_error(dovecot: Dovecot, mail_user: MailUser) -> None:
     """Dovecot's -ERR [AUTH] becomes AuthError (permanent: alert, do not retry)."""
-    with pytest.raises(AuthError), open_session(_ep(dovecot), mail_user.name, "wrong"):
+    with pytest.raises(AuthError), open_session(_ep(dovecot), _creds(mail_user.name, "wrong")):
         pass
 
 
@@ -73,7 +78,7 @@ def test_retr_is_byte_exact_for_dots_long_lines_and_no_final_newline(
 ) -> None:
     """Dot-stuffing is undone, 100 kB lines survive, and nothing else changes."""
     dovecot.deliver(mail_user.name, TRICKY)
-    with open_session(_ep(dovecot), mail_user.name, mail_user.password) as s:
+    with open_session(_ep(dovecot), _creds(mail_user.name, mail_user.password)) as s:
         (entry,) = s.listing()
         raw = s.retrieve(entry)
         s.reset_and_quit()
@@ -83,12 +88,12 @@ def test_retr_is_byte_exact_for_dots_long_lines_and_no_final_newline(
 def test_deletions_happen_only_at_quit(dovecot: Dovecot, mail_user: MailUser) -> None:
     """DELE then a dropped connection deletes nothing; DELE then QUIT deletes."""
     dovecot.deliver(mail_user.name, b"Subject: a\n\nx\n")
-    with open_session(_ep(dovecot), mail_user.name, mail_user.password) as s:
+    with open_session(_ep(dovecot), _creds(mail_user.name, mail_user.password)) as s:
         for entry in s.listing():
             s.delete(entry)
         s.abandon()
     assert dovecot.message_count(mail_user.name) == 1
-    with open_session(_ep(dovecot), mail_user.name, mail_user.password) as s:
+    with open_session(_ep(dovecot), _creds(mail_user.name, mail_user.password)) as s:
         for entry in s.listing():
             s.delete(entry)
         s.commit()
