@@ -17,11 +17,20 @@ class Put(StrEnum):
 
 
 class MailboxSession(Protocol):
-    """An authenticated POP3 session (TRANSACTION state)."""
+    """An authenticated POP3 session (TRANSACTION state).
+
+    ``content_identity`` is true when the server has no UIDL and the listing's identities
+    were derived from content (then only a full comparison proves two messages the same).
+    """
+
+    content_identity: bool
 
     def listing(self) -> list[MailboxEntry]: ...
 
     def retrieve(self, entry: MailboxEntry) -> bytes: ...
+
+    def retrieved(self) -> set[int]:
+        """Numbers of the messages retrieved (RETR) in this session so far."""
 
     def headers(self, entry: MailboxEntry) -> bytes | None:
         """The header block (``TOP n 0``), or None when the server cannot say."""

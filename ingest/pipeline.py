@@ -20,7 +20,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -65,8 +65,12 @@ class _Poll:
     parse: Parser
     report: PollReport
     log: Any
-    at_risk: bool = False  # a message retrieved in this session is not stored (yet)
-    no_quit: bool = False  # one never will be (quarantined): this session must not QUIT
+    safe: set[int] = field(default_factory=set)  # numbers of messages known to be stored
+
+    def unstored(self) -> set[int]:
+        """Messages retrieved in this session and not stored: QUIT could let the server
+        consume them (``EXPIRE 0``, Gmail), so while this is not empty we never QUIT."""
+        return self.session.retrieved() - self.safe
 
     def run(self) -> PollReport:
         entries = usable_entries(self.session.listing(), self.log)
@@ -77,13 +81,11 @@ class _Poll:
         marked: dict[str, LedgerRecord] = {}
         for entry in entries:
             record = self._handle(entry, records.get(entry.uidl))
-            if record is not None and self.plan.delete:
-                self.session.delete(entry)
-                failpoint("after_dele")
+            if record is not None and self.plan.delete and self._delete(entry):
                 marked[entry.uidl] = record
         self._warn_if_rekeyed()
         self.guard.check()
-        if self.no_quit:
+        if self.unstored():
             return self._end_without_commit()
         failpoint("before_quit")
         self.session.commit()
@@ -102,6 +104,7 @@ class _Poll:
                 self.report.quarantined += 1
                 return None
             if record.state is State.STORED and self._same_message(entry, record):
+                self.safe.add(entry.number)
                 self.report.already_stored += 1
                 if record.gone_since is not None:
                     record = replace(record, gone_since=None)
@@ -114,24 +117,44 @@ class _Poll:
             return None
 
     def _same_message(self, entry: MailboxEntry, record: LedgerRecord) -> bool:
-        """Before DELE of a message stored earlier: same size (given) and same header block."""
-        if not self.plan.delete or not record.head_sha256:
+        """Before DELE of a message stored earlier: same size (given) and same content.
+
+        The header block (TOP) is compared, or, when the identity itself was derived from
+        the headers (a server without UIDL), the SHA-256 of the whole message.
+        """
+        if not self.plan.delete:
             return True
-        head = self.session.headers(entry)
-        if head is None or hashlib.sha256(head).hexdigest() == record.head_sha256:
-            return True
-        self.log.warning("message.identity_mismatch", uidl=entry.uidl)
-        return False
+        if self.session.content_identity:
+            same = hashlib.sha256(self.session.retrieve(entry)).hexdigest() == record.sha256
+        else:
+            head = self.session.headers(entry)
+            same = (
+                head is None
+                or not record.head_sha256
+                or hashlib.sha256(head).hexdigest() == record.head_sha256
+            )
+        if not same:
+            self.log.warning("message.identity_mismatch", uidl=entry.uidl)
+        return same
+
+    def _delete(self, entry: MailboxEntry) -> bool:
+        """DELE; a refusal leaves that (stored) message on the server for the next poll."""
+        try:
+            self.session.delete(entry)
+        except PermanentError as err:
+            self.log.warning("message.dele_refused", uidl=entry.uidl, error=str(err))
+            return False
+        failpoint("after_dele")
+        return True
 
     def _fetch_and_store(self, entry: MailboxEntry, record: LedgerRecord | None) -> LedgerRecord:
-        self.at_risk = True
         raw = self.session.retrieve(entry)
         failpoint("after_retr")
         self.report.fetched += 1
         stored = self._store(FetchedMessage.of(self.plan.account, entry, raw), known=record)
         self.ledger.put({entry.uidl: stored})
         failpoint("after_mark_stored")
-        self.at_risk = False
+        self.safe.add(entry.number)
         return stored
 
     def _failed(
@@ -150,8 +173,6 @@ class _Poll:
             raise err
         self.log.error("message.quarantined", uidl=entry.uidl, failures=failures, reason=reason)
         self.report.quarantined += 1
-        self.no_quit = self.no_quit or self.at_risk
-        self.at_risk = False
 
     def _store(self, msg: FetchedMessage, known: LedgerRecord | None) -> LedgerRecord:
         log = self.log.bind(uidl=msg.entry.uidl, sha256=msg.sha256)
@@ -217,7 +238,7 @@ class _Poll:
 
     def end_after_failure(self) -> None:
         """Leave the server exactly as it was: nothing retrieved-but-unstored is consumed."""
-        if self.at_risk:
+        if self.unstored():
             self.session.abandon()
             return
         try:

@@ -88,7 +88,8 @@ class Pop3Session:
         self._buf = bytearray()
         self._deadline = time.monotonic() + endpoint.deadline_seconds
         self.encrypted = False
-        self.uidl_supported = True
+        self.content_identity = False
+        self._retrieved: set[int] = set()
         self.greeting = b""
 
     # -- wire -------------------------------------------------------------
@@ -210,11 +211,17 @@ class Pop3Session:
         :meth:`_content_identities`).
         """
         sizes = self._numbered("LIST")
-        try:
-            uidls = self._numbered("UIDL")
-        except ProtocolError as err:
-            self.uidl_supported = False
-            _log.warning("mailbox.no_uidl", host=self.endpoint.host, reply=str(err)[:200])
+        self._send(b"UIDL")
+        reply = self._readline()
+        if reply.startswith(b"+OK"):
+            uidls = self._parse_numbered("UIDL", self._read_multiline())
+        else:
+            self.content_identity = True
+            _log.warning(
+                "mailbox.no_uidl",
+                host=self.endpoint.host,
+                reply=reply[:200].decode("utf-8", "replace"),
+            )
             uidls = self._content_identities(sizes)
         entries = []
         for number, uidl in uidls.items():
@@ -241,8 +248,12 @@ class Pop3Session:
 
     def _numbered(self, command: str) -> dict[int, str]:
         self._expect_ok(command, command.encode())
+        return self._parse_numbered(command, self._read_multiline())
+
+    @staticmethod
+    def _parse_numbered(command: str, body: bytes) -> dict[int, str]:
         out: dict[int, str] = {}
-        for line in self._read_multiline().decode("ascii", "replace").split("\r\n"):
+        for line in body.decode("ascii", "replace").split("\r\n"):
             if not line:
                 continue
             num, _, value = line.partition(" ")
@@ -252,8 +263,12 @@ class Pop3Session:
         return out
 
     def retrieve(self, entry: MailboxEntry) -> bytes:
+        self._retrieved.add(entry.number)
         self._expect_ok("RETR", b"RETR %d" % entry.number)
         return self._read_multiline()
+
+    def retrieved(self) -> set[int]:
+        return set(self._retrieved)
 
     def headers(self, entry: MailboxEntry) -> bytes | None:
         """``TOP n 0``: the header block, or None when the server does not offer TOP."""

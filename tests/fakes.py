@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ingest.errors import LockLost, StorageError, TransientError
+from ingest.errors import LockLost, ProtocolError, StorageError, TransientError
 from ingest.interfaces import Put
 from ingest.model import LedgerRecord, MailboxEntry, header_block
 
@@ -32,18 +32,22 @@ class FakeMaildrop:
 class FakeSession:
     """One POP3 session over a FakeMaildrop. ``fail_retr_at=n`` breaks the n-th RETR."""
 
-    def __init__(self, drop: FakeMaildrop, fail_retr_at: int = 0, fail_quit: int = 0) -> None:
+    def __init__(
+        self, drop: FakeMaildrop, fail_retr_at: int = 0, fail_quit: int = 0, refuse_dele: int = 0
+    ) -> None:
         self.drop = drop
         self.entries = [
             MailboxEntry(i + 1, uidl, len(raw))
             for i, (uidl, raw) in enumerate(drop.messages.items())
         ]
         self.marked: set[int] = set()
-        self.retrieved: list[str] = []
+        self.retrieved_uidls: list[str] = []
+        self.content_identity = False
         self.topped: list[str] = []
         self.closed = ""
         self.fail_retr_at = fail_retr_at
         self.fail_quit = fail_quit
+        self.refuse_dele = refuse_dele  # this message number answers DELE with -ERR
 
     def _open(self) -> None:
         if self.closed:
@@ -55,11 +59,15 @@ class FakeSession:
 
     def retrieve(self, entry: MailboxEntry) -> bytes:
         self._open()
-        self.retrieved.append(entry.uidl)
-        if self.fail_retr_at and len(self.retrieved) == self.fail_retr_at:
+        self.retrieved_uidls.append(entry.uidl)
+        if self.fail_retr_at and len(self.retrieved_uidls) == self.fail_retr_at:
             self.closed = "dropped"
             raise TransientError("connection reset during RETR")
         return self.drop.messages[entry.uidl]
+
+    def retrieved(self) -> set[int]:
+        numbers = {e.uidl: e.number for e in self.entries}
+        return {numbers[u] for u in self.retrieved_uidls}
 
     def headers(self, entry: MailboxEntry) -> bytes | None:
         self._open()
@@ -68,6 +76,8 @@ class FakeSession:
 
     def delete(self, entry: MailboxEntry) -> None:
         self._open()
+        if entry.number == self.refuse_dele:
+            raise ProtocolError("DELE: server said -ERR cannot delete")
         self.marked.add(entry.number)
 
     def commit(self) -> None:

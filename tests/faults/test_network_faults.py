@@ -361,7 +361,6 @@ def test_expire_zero_server_consumes_only_stored_messages_after_a_failed_dele(ri
     rig.finish()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: listing without UIDL/TOP RETRs outside at_risk")
 def test_without_uidl_or_top_no_quit_follows_unstored_retrievals(rig: Rig) -> None:
     """Without UIDL and TOP, a failed poll must not QUIT after RETRs it has not stored."""
     dele = Fault("DELE", Action.REPLY, nth=1, reply=b"-ERR [SYS/TEMP] try later")
@@ -372,7 +371,6 @@ def test_without_uidl_or_top_no_quit_follows_unstored_retrievals(rig: Rig) -> No
     rig.finish()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: header-derived identity + size cannot tell them apart")
 def test_without_uidl_a_lookalike_after_a_lost_quit_reply_is_not_deleted_unstored(
     rig: Rig,
 ) -> None:

@@ -75,7 +75,7 @@ def test_keep_mode_leaves_mail_and_second_poll_fetches_nothing() -> None:
     w.poll()
     assert len(w.drop.messages) == 3
     report = w.poll()
-    assert w.session.retrieved == [] and report.already_stored == 3 and report.stored == 0
+    assert w.session.retrieved_uidls == [] and report.already_stored == 3 and report.stored == 0
 
 
 def test_lost_quit_reply_is_finished_by_the_next_poll_without_refetching() -> None:
@@ -85,7 +85,7 @@ def test_lost_quit_reply_is_finished_by_the_next_poll_without_refetching() -> No
         w.poll(fail_quit=1)
     assert len(w.drop.messages) == 3 and len(w.raw_objects()) == 3
     report = w.poll()
-    assert w.session.retrieved == [] and report.deleted == 3 and w.drop.messages == {}
+    assert w.session.retrieved_uidls == [] and report.deleted == 3 and w.drop.messages == {}
     assert len(w.store.objects) == 6
 
 
@@ -96,7 +96,7 @@ def test_failure_mid_retr_commits_nothing_and_resumes() -> None:
         w.poll(fail_retr_at=2)
     assert w.session.closed == "dropped" and len(w.drop.messages) == 3
     report = w.poll()
-    assert w.session.retrieved == ["uid-1", "uid-2"]
+    assert w.session.retrieved_uidls == ["uid-1", "uid-2"]
     assert report.deleted == 3 and w.drop.messages == {} and len(w.raw_objects()) == 3
 
 
@@ -147,7 +147,7 @@ def test_duplicate_and_invalid_uidls_are_left_on_the_server() -> None:
     session.entries[1] = MailboxEntry(2, "uid-0", session.entries[1].size)
     session.entries[2] = MailboxEntry(3, "bad uidl", session.entries[2].size)
     report = poll(w.plan, session, w.ledger, w.store, w.guard)
-    assert report.listed == 0 and session.retrieved == [] and len(w.drop.messages) == 3
+    assert report.listed == 0 and session.retrieved_uidls == [] and len(w.drop.messages) == 3
 
 
 def test_reused_uidl_with_other_size_is_fetched_as_new() -> None:
@@ -217,7 +217,7 @@ def test_poison_message_is_quarantined_after_n_failures_and_the_rest_flows() -> 
     rec = w.ledger.records["uid-1"]
     assert rec.state is State.QUARANTINED and rec.failures == 3 and "StorageError" in rec.reason
     report = w.poll()  # the quarantined message is no longer retrieved, so QUIT is safe
-    assert report.outcome == "ok" and "uid-1" not in w.session.retrieved
+    assert report.outcome == "ok" and "uid-1" not in w.session.retrieved_uidls
     assert list(w.drop.messages) == ["uid-1"]
 
 
@@ -241,7 +241,7 @@ def test_identity_is_confirmed_before_deleting_a_message_stored_earlier() -> Non
     same_size = RAW[0].replace(b"<1@x>", b"<9@x>")
     w.drop.messages["uid-0"] = same_size
     report = w.poll()
-    assert w.session.topped == ["uid-0"] and w.session.retrieved == ["uid-0"]
+    assert w.session.topped == ["uid-0"] and w.session.retrieved_uidls == ["uid-0"]
     assert report.stored == 1 and same_size in w.raw_objects().values()
 
 
@@ -251,5 +251,14 @@ def test_unchanged_message_is_deleted_after_a_header_check_only() -> None:
     with pytest.raises(TransientError):
         w.poll(fail_quit=1)
     w.poll()
-    assert w.session.topped == ["uid-0"] and w.session.retrieved == []
+    assert w.session.topped == ["uid-0"] and w.session.retrieved_uidls == []
     assert w.drop.messages == {}
+
+
+def test_refused_dele_leaves_that_stored_message_and_commits_the_rest() -> None:
+    """-ERR on one DELE does not fail the poll: the others are deleted, it waits for next time."""
+    w = World(_drop())
+    report = w.poll(refuse_dele=2)
+    assert report.outcome == "ok" and report.deleted == 2
+    assert list(w.drop.messages) == ["uid-1"] and len(w.raw_objects()) == 3
+    assert w.ledger.records["uid-1"].state is State.STORED
