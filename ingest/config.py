@@ -97,6 +97,11 @@ class AccountConfig(_Frozen):
     xoauth2_style: Literal["two_step", "one_line"] = "two_step"
     oauth2: OAuth2Config | None = None
     allow_plaintext: bool = False
+    allow_private_network: bool = False
+    tls_fingerprint: str | None = Field(
+        default=None, pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$",
+        description="SHA-256 of the server certificate, hex (colons allowed)",
+    )  # fmt: skip
     delete: Literal["after_store", "never"] = "after_store"
     interval: int = Field(default=60, ge=1)
     timeout: float = Field(default=60.0, gt=0, description="seconds per socket read")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Protocol
 
+from ingest.errors import PermanentError
 from ingest.model import LedgerRecord, MailboxEntry
 
 
@@ -28,6 +29,14 @@ class MailboxSession(Protocol):
     def listing(self) -> list[MailboxEntry]: ...
 
     def retrieve(self, entry: MailboxEntry) -> bytes: ...
+
+    def retrieve_many(
+        self, entries: Iterable[MailboxEntry]
+    ) -> Iterator[tuple[MailboxEntry, bytes | PermanentError]]:
+        """RETR each entry (pipelined where possible); a message's permanent -ERR is yielded."""
+
+    def refused_deletes(self) -> set[int]:
+        """Numbers whose DELE the server refused for good (they stay on the server)."""
 
     def retrieved(self) -> set[int]:
         """Numbers of the messages retrieved (RETR) in this session so far."""

@@ -78,11 +78,19 @@ class _Poll:
         self.report.listed = len(entries)
         records, total = self.ledger.lookup([e.uidl for e in entries])
         self.report.pruned = self._prune({e.uidl for e in entries}, len(records), total)
-        marked: dict[str, LedgerRecord] = {}
+        marked: dict[int, tuple[str, LedgerRecord]] = {}
+        fetch = []
         for entry in entries:
-            record = self._handle(entry, records.get(entry.uidl))
-            if record is not None and self.plan.delete and self._delete(entry):
-                marked[entry.uidl] = record
+            known = records.get(entry.uidl)
+            if not self._already_handled(entry, known):
+                fetch.append(entry)
+            elif known is not None and known.state is State.STORED:
+                self._delete(entry, known, marked)
+        for entry, result in self.session.retrieve_many(fetch):
+            failpoint("after_retr")
+            stored = self._store_or_fail(entry, result, records.get(entry.uidl))
+            if stored is not None:
+                self._delete(entry, stored, marked)
         self._warn_if_rekeyed()
         self.guard.check()
         if self.unstored():
@@ -90,31 +98,29 @@ class _Poll:
         failpoint("before_quit")
         self.session.commit()
         failpoint("after_quit")
+        for number in self.session.refused_deletes():
+            marked.pop(number, None)
         self.log.info("poll.committed", deleted=len(marked))
         self.report.deleted = len(marked)
-        self.ledger.put({u: replace(r, state=State.DELETED) for u, r in marked.items()})
+        self.ledger.put({u: replace(r, state=State.DELETED) for u, r in marked.values()})
         failpoint("after_mark_deleted")
         self.report.outcome = "ok"
         return self.report
 
-    def _handle(self, entry: MailboxEntry, record: LedgerRecord | None) -> LedgerRecord | None:
-        """Make sure ``entry`` is stored; its record, or None to leave it on the server."""
-        if record is not None and record.size == entry.size:
-            if record.state is State.QUARANTINED:
-                self.report.quarantined += 1
-                return None
-            if record.state is State.STORED and self._same_message(entry, record):
-                self.safe.add(entry.number)
-                self.report.already_stored += 1
-                if record.gone_since is not None:
-                    record = replace(record, gone_since=None)
-                    self.ledger.put({entry.uidl: record})
-                return record
-        try:
-            return self._fetch_and_store(entry, record)
-        except PermanentError as err:
-            self._failed(entry, record, err)
-            return None
+    def _already_handled(self, entry: MailboxEntry, record: LedgerRecord | None) -> bool:
+        """True for a quarantined message (left alone) or one stored in an earlier session."""
+        if record is None or record.size != entry.size:
+            return False
+        if record.state is State.QUARANTINED:
+            self.report.quarantined += 1
+            return True
+        if record.state is not State.STORED or not self._same_message(entry, record):
+            return False
+        self.safe.add(entry.number)
+        self.report.already_stored += 1
+        if record.gone_since is not None:
+            self.ledger.put({entry.uidl: replace(record, gone_since=None)})
+        return True
 
     def _same_message(self, entry: MailboxEntry, record: LedgerRecord) -> bool:
         """Before DELE of a message stored earlier: same size (given) and same content.
@@ -137,21 +143,27 @@ class _Poll:
             self.log.warning("message.identity_mismatch", uidl=entry.uidl)
         return same
 
-    def _delete(self, entry: MailboxEntry) -> bool:
-        """DELE; a refusal leaves that (stored) message on the server for the next poll."""
-        try:
+    def _delete(
+        self, entry: MailboxEntry, record: LedgerRecord, marked: dict[int, tuple[str, LedgerRecord]]
+    ) -> None:
+        """DELE (in delete mode); a refused one is left out of the ledger's ``deleted`` marks."""
+        if self.plan.delete:
             self.session.delete(entry)
-        except PermanentError as err:
-            self.log.warning("message.dele_refused", uidl=entry.uidl, error=str(err))
-            return False
-        failpoint("after_dele")
-        return True
+            failpoint("after_dele")
+            marked[entry.number] = (entry.uidl, record)
 
-    def _fetch_and_store(self, entry: MailboxEntry, record: LedgerRecord | None) -> LedgerRecord:
-        raw = self.session.retrieve(entry)
-        failpoint("after_retr")
-        self.report.fetched += 1
-        stored = self._store(FetchedMessage.of(self.plan.account, entry, raw), known=record)
+    def _store_or_fail(
+        self, entry: MailboxEntry, result: bytes | PermanentError, known: LedgerRecord | None
+    ) -> LedgerRecord | None:
+        """Store a retrieved message; a message-specific failure counts towards quarantine."""
+        try:
+            if isinstance(result, PermanentError):
+                raise result
+            self.report.fetched += 1
+            stored = self._store(FetchedMessage.of(self.plan.account, entry, result), known)
+        except PermanentError as err:
+            self._failed(entry, known, err)
+            return None
         self.ledger.put({entry.uidl: stored})
         failpoint("after_mark_stored")
         self.safe.add(entry.number)

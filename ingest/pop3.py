@@ -1,4 +1,4 @@
-"""A POP3 client session (RFC 1939, 2449, 2595): TLS, STLS, USER/PASS, UIDL, RETR, DELE.
+"""A POP3 client session (RFC 1939, 2449, 2595): STLS, CAPA, UIDL, pipelined RETR and DELE.
 
 Protocol rules that everything else relies on:
 
@@ -7,102 +7,60 @@ Protocol rules that everything else relies on:
   POP settings, may remove retrieved ones too).
 - So after a failure we never send QUIT while something retrieved is not stored:
   :meth:`Pop3Session.abandon` drops the connection and the server commits nothing.
+  :meth:`retrieved` tells which messages were retrieved (a RETR was *sent*).
 - RETR returns the message with CRLF line endings; we strip the terminating ``.``
   line and undo dot-stuffing, and keep every other byte as sent.
+- When the server advertises PIPELINING, up to ``window`` RETR commands are in flight
+  and DELE does not wait for its reply; replies are matched to commands in order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import socket
-import ssl
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 
-from ingest.errors import (
-    AuthError,
-    PermanentError,
-    ProtocolError,
-    SecurityError,
-    TransientError,
-)
+from ingest.errors import PermanentError, ProtocolError, SecurityError
 from ingest.failpoints import failpoint
 from ingest.model import MailboxEntry
 from ingest.pop3_auth import Credentials, authenticate
+from ingest.pop3_wire import Endpoint, Pop3Wire, error_for
+
+__all__ = ["Endpoint", "Pop3Session", "open_session"]
 
 _log = structlog.get_logger("ingest.pop3")
-MAX_STATUS_LINE = 8192
-_TERMINATOR = b"\r\n.\r\n"
-_RESP_CODE = re.compile(rb"^\[([A-Z0-9/-]+)\]")
-_TRANSIENT_CODES = {"IN-USE", "LOGIN-DELAY", "SYS/TEMP"}
+DEFAULT_WINDOW = 32
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where and how to connect; no secrets here."""
-
-    host: str
-    port: int
-    security: str  # "tls" | "starttls" | "plain"
-    timeout: float = 60.0
-    ca_file: Path | None = None
-    allow_plaintext: bool = False
-    deadline_seconds: float = 3600.0
+class _Pending:
+    what: str
+    number: int
+    multiline: bool
 
 
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """System CAs plus the optional extra CA; hostname and chain verification always on."""
-    ctx = ssl.create_default_context()
-    if ca_file is not None:
-        ctx.load_verify_locations(cafile=str(ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
-def _error_for(reply: bytes, what: str) -> Exception:
-    text = reply.decode("utf-8", "replace").strip()
-    match = _RESP_CODE.match(reply[5:]) if reply.startswith(b"-ERR ") else None
-    code = match.group(1).decode() if match else ""
-    if code in _TRANSIENT_CODES:
-        return TransientError(f"{what}: server said {text}")
-    if code == "AUTH" or what in ("USER", "PASS", "APOP", "AUTH"):
-        return AuthError(f"{what}: server refused authentication: {text}")
-    if code == "SYS/PERM":
-        return PermanentError(f"{what}: server said {text}")
-    return ProtocolError(f"{what}: server said {text}")
-
-
-class Pop3Session:
+class Pop3Session(Pop3Wire):
     """One connected, authenticated POP3 session. Use :func:`open_session`."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoint: Endpoint, window: int = DEFAULT_WINDOW) -> None:
+        super().__init__(endpoint)
         self.capabilities: dict[str, str] = {}
-        self._sock: socket.socket | None = None
-        self._buf = bytearray()
-        self._deadline = time.monotonic() + endpoint.deadline_seconds
-        self.encrypted = False
         self.content_identity = False
-        self._retrieved: set[int] = set()
         self.greeting = b""
-
-    # -- wire -------------------------------------------------------------
+        self.window = window
+        self._retrieved: set[int] = set()
+        self._inflight: deque[_Pending] = deque()
+        self._refused_deletes: set[int] = set()
 
     def connect(self) -> None:
         ep = self.endpoint
-        try:
-            sock = socket.create_connection((ep.host, ep.port), timeout=ep.timeout)
-        except OSError as err:
-            raise TransientError(f"cannot connect to {ep.host}:{ep.port}: {err}") from err
-        self._sock = sock
+        self.open_socket()
         if ep.security == "tls":
-            self._start_tls()
+            self.start_tls()
         self.greeting = self._expect_ok("greeting")
         if ep.security == "starttls":
             self.capa()
@@ -111,81 +69,45 @@ class Pop3Session:
                     f"{ep.host}:{ep.port} does not offer STLS; refusing to continue in plaintext"
                 )
             self._expect_ok("STLS", b"STLS")
-            self._start_tls()
+            self.start_tls()
         self.capa()
 
-    def _start_tls(self) -> None:
-        assert self._sock is not None
-        if self._buf:
-            raise ProtocolError("server sent data before the TLS handshake")
-        ctx = tls_context(self.endpoint.ca_file)
-        try:
-            self._sock = ctx.wrap_socket(self._sock, server_hostname=self.endpoint.host)
-        except ssl.SSLCertVerificationError as err:
-            raise SecurityError(f"TLS certificate of {self.endpoint.host} rejected: {err}") from err
-        except (ssl.SSLError, OSError) as err:
-            raise TransientError(f"TLS handshake with {self.endpoint.host} failed: {err}") from err
-        self.encrypted = True
+    @property
+    def pipelining(self) -> bool:
+        return "PIPELINING" in self.capabilities and self.window > 1
 
-    def _recv(self) -> None:
-        if self._sock is None:
-            raise TransientError("POP3 connection is closed")
-        if time.monotonic() > self._deadline:
-            raise TransientError("POP3 session deadline exceeded")
-        try:
-            chunk = self._sock.recv(262144)
-        except TimeoutError as err:
-            raise TransientError("POP3 server timed out") from err
-        except OSError as err:
-            raise TransientError(f"POP3 connection failed: {err}") from err
-        if not chunk:
-            raise TransientError("POP3 server closed the connection")
-        self._buf += chunk
+    # -- the in-flight queue ------------------------------------------------
 
-    def _send(self, line: bytes) -> None:
-        if self._sock is None:
-            raise TransientError("POP3 connection is closed")
-        try:
-            self._sock.sendall(line + b"\r\n")
-        except OSError as err:
-            raise TransientError(f"POP3 connection failed while sending: {err}") from err
+    def _submit(self, what: str, number: int, multiline: bool) -> None:
+        self._send(b"%s %d" % (what.encode(), number) + (b" 0" if what == "TOP" else b""))
+        self._inflight.append(_Pending(what, number, multiline))
 
-    def _readline(self) -> bytes:
-        while (end := self._buf.find(b"\r\n")) < 0:
-            if len(self._buf) > MAX_STATUS_LINE:
-                raise ProtocolError("status line too long")
-            self._recv()
-        line = bytes(self._buf[:end])
-        del self._buf[: end + 2]
-        return line
-
-    def _read_multiline(self) -> bytes:
-        """Body of a multi-line reply, terminator removed and dot-stuffing undone."""
-        start = 0
-        while True:
-            if self._buf[:3] == b".\r\n":
-                del self._buf[:3]
-                return b""
-            end = self._buf.find(_TERMINATOR, start)
-            if end >= 0:
-                break
-            start = max(0, len(self._buf) - 4)
-            self._recv()
-        body = bytes(self._buf[: end + 2])
-        del self._buf[: end + 5]
-        if body.startswith(b".."):
-            body = body[1:]
-        return body.replace(b"\r\n..", b"\r\n.")
-
-    def _expect_ok(self, what: str, command: bytes | None = None) -> bytes:
-        if command is not None:
-            self._send(command)
+    def _collect(self) -> tuple[_Pending, bytes]:
+        """Read the reply to the oldest command in flight."""
+        pending = self._inflight.popleft()
         reply = self._readline()
         if not reply.startswith(b"+OK"):
-            raise _error_for(reply, what)
-        return reply
+            err = error_for(reply, pending.what)
+            if pending.what == "DELE" and isinstance(err, PermanentError):
+                _log.warning("message.dele_refused", number=pending.number, reply=str(err))
+                self._refused_deletes.add(pending.number)
+                return pending, b""
+            raise err
+        return pending, self._read_multiline() if pending.multiline else b""
 
-    # -- commands ---------------------------------------------------------
+    def _call(self, what: str, number: int, multiline: bool) -> bytes:
+        """Send one command and return its reply body (draining what is in flight first)."""
+        self._submit(what, number, multiline)
+        while len(self._inflight) > 1:
+            self._collect()
+        return self._collect()[1]
+
+    def drain(self) -> None:
+        """Read every outstanding reply (before any non-pipelined command)."""
+        while self._inflight:
+            self._collect()
+
+    # -- commands -----------------------------------------------------------
 
     def capa(self) -> dict[str, str]:
         self._send(b"CAPA")
@@ -203,6 +125,7 @@ class Pop3Session:
     def login(self, creds: Credentials) -> None:
         """Authenticate with the configured method (see :mod:`ingest.pop3_auth`)."""
         authenticate(self, creds)
+        self.capa()  # RFC 2449: capabilities (LOGIN-DELAY, EXPIRE) may change after login
 
     def listing(self) -> list[MailboxEntry]:
         """UIDL + LIST joined by message number (UIDLs are checked by the caller).
@@ -210,6 +133,7 @@ class Pop3Session:
         A server without UIDL gets content-derived identities instead (see
         :meth:`_content_identities`).
         """
+        self.drain()
         sizes = self._numbered("LIST")
         self._send(b"UIDL")
         reply = self._readline()
@@ -217,11 +141,8 @@ class Pop3Session:
             uidls = self._parse_numbered("UIDL", self._read_multiline())
         else:
             self.content_identity = True
-            _log.warning(
-                "mailbox.no_uidl",
-                host=self.endpoint.host,
-                reply=reply[:200].decode("utf-8", "replace"),
-            )
+            text = reply[:200].decode("utf-8", "replace")
+            _log.warning("mailbox.no_uidl", host=self.endpoint.host, reply=text)
             uidls = self._content_identities(sizes)
         entries = []
         for number, uidl in uidls.items():
@@ -264,8 +185,36 @@ class Pop3Session:
 
     def retrieve(self, entry: MailboxEntry) -> bytes:
         self._retrieved.add(entry.number)
-        self._expect_ok("RETR", b"RETR %d" % entry.number)
-        return self._read_multiline()
+        return self._call("RETR", entry.number, multiline=True)
+
+    def retrieve_many(
+        self, entries: Iterable[MailboxEntry]
+    ) -> Iterator[tuple[MailboxEntry, bytes | PermanentError]]:
+        """RETR each entry, keeping up to ``window`` in flight when the server pipelines.
+
+        A permanent ``-ERR`` for one message is yielded in place of its bytes, so the
+        others keep flowing. Other commands (DELE) may be issued between items; their
+        replies are read in turn.
+        """
+        window = self.window if self.pipelining else 1
+        queue: deque[MailboxEntry] = deque()
+        for entry in entries:
+            self._retrieved.add(entry.number)
+            self._submit("RETR", entry.number, multiline=True)
+            queue.append(entry)
+            if len(queue) >= window:
+                yield self._next_retr(queue)
+        while queue:
+            yield self._next_retr(queue)
+
+    def _next_retr(self, queue: deque[MailboxEntry]) -> tuple[MailboxEntry, bytes | PermanentError]:
+        while self._inflight[0].what != "RETR":
+            self._collect()
+        entry = queue.popleft()
+        try:
+            return entry, self._collect()[1]
+        except PermanentError as err:
+            return entry, err
 
     def retrieved(self) -> set[int]:
         return set(self._retrieved)
@@ -274,15 +223,23 @@ class Pop3Session:
         """``TOP n 0``: the header block, or None when the server does not offer TOP."""
         if "TOP" not in self.capabilities:
             return None
-        self._expect_ok("TOP", b"TOP %d 0" % entry.number)
-        return self._read_multiline()
+        return self._call("TOP", entry.number, multiline=True)
 
     def delete(self, entry: MailboxEntry) -> None:
-        self._expect_ok("DELE", b"DELE %d" % entry.number)
+        """DELE; pipelined when possible. A permanent refusal shows in :meth:`refused_deletes`."""
+        if self.pipelining:
+            self._submit("DELE", entry.number, multiline=False)
+        else:
+            self._call("DELE", entry.number, multiline=False)
+
+    def refused_deletes(self) -> set[int]:
+        """Messages whose DELE the server refused with a permanent ``-ERR`` (they stay)."""
+        return set(self._refused_deletes)
 
     def commit(self) -> None:
         """QUIT: the server enters UPDATE and removes the messages marked with DELE."""
         try:
+            self.drain()
             self._send(b"QUIT")
             failpoint("after_quit_sent")
             self._expect_ok("QUIT")
@@ -292,6 +249,7 @@ class Pop3Session:
     def reset_and_quit(self) -> None:
         """RSET + QUIT: unmark everything, then leave politely. Only when nothing is at risk."""
         try:
+            self.drain()
             self._expect_ok("RSET", b"RSET")
             self._expect_ok("QUIT", b"QUIT")
         finally:
@@ -300,12 +258,6 @@ class Pop3Session:
     def abandon(self) -> None:
         """Drop the connection without QUIT: the server commits nothing at all."""
         self.close()
-
-    def close(self) -> None:
-        if self._sock is not None:
-            sock, self._sock = self._sock, None
-            with suppress(OSError):
-                sock.close()
 
 
 @contextmanager

@@ -45,6 +45,8 @@ def endpoint_for(account: AccountConfig, settings: Settings) -> Endpoint:
         ca_file=account.ca_file,
         allow_plaintext=account.allow_plaintext,
         deadline_seconds=settings.max_poll_seconds,
+        allow_private=account.allow_private_network,
+        fingerprint=account.tls_fingerprint,
     )
 
 

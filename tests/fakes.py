@@ -7,10 +7,10 @@ so the fakes cannot drift from reality.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ingest.errors import LockLost, ProtocolError, StorageError, TransientError
+from ingest.errors import LockLost, PermanentError, ProtocolError, StorageError, TransientError
 from ingest.interfaces import Put
 from ingest.model import LedgerRecord, MailboxEntry, header_block
 
@@ -21,6 +21,7 @@ class FakeMaildrop:
 
     messages: dict[str, bytes] = field(default_factory=dict)
     quits: int = 0
+    refuse_retr: set[str] = field(default_factory=set)  # UIDLs whose RETR answers -ERR
 
     def add(self, uidl: str, raw: bytes) -> None:
         self.messages[uidl] = raw
@@ -48,6 +49,7 @@ class FakeSession:
         self.fail_retr_at = fail_retr_at
         self.fail_quit = fail_quit
         self.refuse_dele = refuse_dele  # this message number answers DELE with -ERR
+        self.refused: set[int] = set()
 
     def _open(self) -> None:
         if self.closed:
@@ -65,6 +67,19 @@ class FakeSession:
             raise TransientError("connection reset during RETR")
         return self.drop.messages[entry.uidl]
 
+    def retrieve_many(
+        self, entries: Iterable[MailboxEntry]
+    ) -> Iterator[tuple[MailboxEntry, bytes | PermanentError]]:
+        for entry in entries:
+            if entry.uidl in self.drop.refuse_retr:
+                self.retrieved_uidls.append(entry.uidl)
+                yield entry, ProtocolError("RETR: server said -ERR cannot read message")
+            else:
+                yield entry, self.retrieve(entry)
+
+    def refused_deletes(self) -> set[int]:
+        return set(self.refused)
+
     def retrieved(self) -> set[int]:
         numbers = {e.uidl: e.number for e in self.entries}
         return {numbers[u] for u in self.retrieved_uidls}
@@ -77,7 +92,8 @@ class FakeSession:
     def delete(self, entry: MailboxEntry) -> None:
         self._open()
         if entry.number == self.refuse_dele:
-            raise ProtocolError("DELE: server said -ERR cannot delete")
+            self.refused.add(entry.number)
+            return
         self.marked.add(entry.number)
 
     def commit(self) -> None:
@@ -86,7 +102,7 @@ class FakeSession:
             self.closed = "dropped"
             raise TransientError("connection reset during QUIT")
         for entry in self.entries:
-            if entry.number in self.marked:
+            if entry.number in self.marked and entry.number not in self.refused:
                 del self.drop.messages[entry.uidl]
         self.drop.quits += 1
         self.closed = "quit"

@@ -38,6 +38,7 @@ def account_entry(
         "delete": delete,
         "interval": interval,
         "timeout": 10,
+        "allow_private_network": True,
         **extra,
     }
 

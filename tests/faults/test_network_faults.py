@@ -162,6 +162,7 @@ def _proxy(rig: Rig, *faults: Fault, **options: Any) -> Pop3FaultProxy:
 # A server without UIDL (and without TOP), for every poll through the proxy.
 NO_UIDL = Fault("UIDL", Action.REPLY, times=1000, reply=b"-ERR unsupported")
 NO_TOP = Fault("CAPA", Action.REWRITE, times=1000, rewrite=drop_capability(b"TOP"))
+NO_PIPELINING = Fault("CAPA", Action.REWRITE, times=1000, rewrite=drop_capability(b"PIPELINING"))
 
 
 def _events(stderr: str) -> list[dict[str, Any]]:
@@ -193,7 +194,9 @@ def test_connection_lost_mid_retr_refetches_only_what_was_not_stored(
     assert proxy.fired == ["RETR#3:cut"]
     assert _failed(result)["kind"] == "TransientError"
     stored, server = rig.check()
-    assert len(stored) == 2 and len(server) == 4  # DELE 1-2 were never committed
+    # Lock-step stores messages 1-2 first; with PIPELINING a TCP reset may also discard
+    # replies already buffered, so fewer are stored. Either way DELE was never committed.
+    assert len(stored) <= 2 and len(server) == 4
     rig.finish()
 
 
@@ -205,7 +208,9 @@ def test_connection_lost_at_dele_commits_nothing(rig: Rig, action: Action) -> No
     assert proxy.fired == [f"DELE#2:{action.value}"]
     assert _failed(result)["kind"] == "TransientError"
     stored, server = rig.check()
-    assert len(stored) == 2 and len(server) == 4  # RETR, store, DELE go message by message
+    # DELE 1 is sent once message 1 is stored; with PIPELINING later RETR replies may
+    # already have been read and stored too. Nothing was committed.
+    assert len(stored) >= 1 and len(server) == 4
     rig.finish()
 
 
@@ -341,23 +346,33 @@ def test_content_identities_are_stable_across_a_lost_connection(rig: Rig) -> Non
     with _proxy(rig, NO_UIDL, cut) as proxy:
         _failed(rig.poll(proxy))
         stored, server = rig.check()
-        assert len(stored) == 2 and len(server) == 4
+        done = len(stored)  # 2 in lock-step; pipelined replies may be cut off earlier
+        assert done <= 2 and len(server) == 4
         again = rig.poll(proxy)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "fetched 2, stored 2" in again.stdout and "already stored 2, deleted 4" in again.stdout
+    assert f"fetched {4 - done}, stored {4 - done}" in again.stdout
+    assert f"already stored {done}, deleted 4" in again.stdout
     rig.check(complete=True)
     rig.finish()
 
 
-def test_expire_zero_server_consumes_only_stored_messages_after_a_failed_dele(rig: Rig) -> None:
-    """On an EXPIRE 0 server, the RSET+QUIT after a failed DELE consumes only stored messages."""
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "lock-step"])
+def test_expire_zero_server_consumes_only_stored_messages_after_a_failed_dele(
+    rig: Rig, pipelined: bool
+) -> None:
+    """On an EXPIRE 0 server, a failed DELE never lets QUIT consume an unstored message."""
     dele = Fault("DELE", Action.REPLY, nth=2, reply=b"-ERR [SYS/TEMP] try later")
-    with _proxy(rig, dele, expire_zero=True) as proxy:
+    faults = [dele] if pipelined else [dele, NO_PIPELINING]
+    with _proxy(rig, *faults, expire_zero=True) as proxy:
         result = rig.poll(proxy)
-    assert proxy.fired == ["DELE#2:reply"] and proxy.commands["QUIT"] == 1
+    assert "DELE#2:reply" in proxy.fired
     assert _failed(result)["kind"] == "TransientError"
     stored, server = rig.check()
-    assert len(stored) == 2 and len(server) == 2  # 1 and 2 consumed by QUIT, both stored
+    assert set(rig.delivered) - set(server) <= stored  # consumed only if stored
+    if not pipelined:  # lock-step: 1 and 2 stored, RSET + QUIT consumed exactly them
+        assert proxy.commands["QUIT"] == 1 and len(stored) == 2 and len(server) == 2
+    else:  # RETR 3 and 4 were already sent, unstored: the connection is dropped, no QUIT
+        assert proxy.commands["QUIT"] == 0 and len(server) == 4
     rig.finish()
 
 

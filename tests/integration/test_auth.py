@@ -38,7 +38,14 @@ def oauth_dovecot(oauth: OAuthServer) -> Iterator[Dovecot]:
 
 
 def _ep(dovecot: Dovecot) -> Endpoint:
-    return Endpoint("localhost", dovecot.pop3s_port, "tls", timeout=10, ca_file=dovecot.ca_file)
+    return Endpoint(
+        "localhost",
+        dovecot.pop3s_port,
+        "tls",
+        timeout=10,
+        ca_file=dovecot.ca_file,
+        allow_private=True,
+    )
 
 
 @pytest.mark.parametrize("method", ["password", "apop", "sasl_plain"])

@@ -26,6 +26,7 @@ def _creds(user: str, secret: str, method: str = "password") -> Credentials:
 
 def _ep(dovecot: Dovecot, security: str = "starttls", **kw: object) -> Endpoint:
     port = dovecot.pop3s_port if security == "tls" else dovecot.pop3_port
+    kw.setdefault("allow_private", True)
     return Endpoint("localhost", port, security, timeout=10, ca_file=dovecot.ca_file, **kw)
 
 
@@ -44,7 +45,9 @@ def test_untrusted_certificate_is_refused(dovecot: Dovecot, mail_user: MailUser)
     """A certificate from a CA we were not told to trust stops the session before login."""
     ca_file = dovecot.workdir / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca_file))
-    ep = Endpoint("localhost", dovecot.pop3_port, "starttls", timeout=10, ca_file=ca_file)
+    ep = Endpoint(
+        "localhost", dovecot.pop3_port, "starttls", timeout=10, ca_file=ca_file, allow_private=True
+    )
     with (
         pytest.raises(SecurityError, match="certificate"),
         open_session(ep, _creds(mail_user.name, mail_user.password)),

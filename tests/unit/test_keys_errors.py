@@ -6,7 +6,7 @@ import pytest
 
 from ingest import keys
 from ingest.errors import AuthError, PermanentError, ProtocolError, TransientError
-from ingest.pop3 import _error_for
+from ingest.pop3_wire import error_for
 
 SHA = "ab" + "0" * 62
 
@@ -44,5 +44,5 @@ def test_keys_refuse_non_hashes() -> None:
 )
 def test_response_codes_decide_retry_or_alert(reply: bytes, what: str, kind: type) -> None:
     """RFC 2449/3206 codes map to transient (retry later) or permanent (alert) errors."""
-    err = _error_for(reply, what)
+    err = error_for(reply, what)
     assert type(err) is kind

@@ -8,7 +8,7 @@ import pytest
 from fakes import FakeGuard, FakeMaildrop, MemoryLedger, MemoryStore
 
 from ingest import keys
-from ingest.errors import LockLost, StorageError, TransientError
+from ingest.errors import LockLost, ProtocolError, StorageError, TransientError
 from ingest.model import MailboxEntry, State
 from ingest.pipeline import PollPlan, poll
 
@@ -262,3 +262,16 @@ def test_refused_dele_leaves_that_stored_message_and_commits_the_rest() -> None:
     assert report.outcome == "ok" and report.deleted == 2
     assert list(w.drop.messages) == ["uid-1"] and len(w.raw_objects()) == 3
     assert w.ledger.records["uid-1"].state is State.STORED
+
+
+def test_retr_error_on_one_message_counts_towards_its_quarantine() -> None:
+    """-ERR on RETR of one message fails polls until it is quarantined; the rest flows."""
+    w = World(_drop())
+    w.drop.refuse_retr.add("uid-2")
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            w.poll()
+    report = w.poll()
+    assert report.quarantined == 1 and w.ledger.records["uid-2"].state is State.QUARANTINED
+    w.poll()
+    assert list(w.drop.messages) == ["uid-2"] and len(w.raw_objects()) == 2

@@ -1,0 +1,206 @@
+"""The POP3 connection itself: address policy, TLS, timeouts, and reading replies.
+
+- Before connecting, the host's addresses are checked: link-local and cloud-metadata
+  addresses are always refused; loopback, private and other non-global addresses only
+  when the account allows them. We connect to the address we checked (no second lookup).
+- Certificate and hostname verification are always on (system CAs plus ``ca_file``), with
+  optional SHA-256 pinning of the server certificate.
+- Every read has a timeout, and the whole session has a deadline, so a server that drips
+  one byte at a time cannot hold a worker forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.errors import (
+    AuthError,
+    PermanentError,
+    ProtocolError,
+    SecurityError,
+    TransientError,
+)
+
+MAX_STATUS_LINE = 8192
+_TERMINATOR = b"\r\n.\r\n"
+_RESP_CODE = re.compile(rb"^\[([A-Z0-9/-]+)\]")
+_TRANSIENT_CODES = {"IN-USE", "LOGIN-DELAY", "SYS/TEMP"}
+_AUTH_COMMANDS = {"USER", "PASS", "APOP", "AUTH"}
+METADATA_ADDRESSES = {
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect; no secrets here."""
+
+    host: str
+    port: int
+    security: str  # "tls" | "starttls" | "plain"
+    timeout: float = 60.0
+    ca_file: Path | None = None
+    allow_plaintext: bool = False
+    deadline_seconds: float = 3600.0
+    allow_private: bool = False
+    fingerprint: str | None = None  # SHA-256 of the server certificate (DER), hex
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """System CAs plus the optional extra CA; hostname and chain verification always on."""
+    ctx = ssl.create_default_context()
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def error_for(reply: bytes, what: str) -> TransientError | PermanentError:
+    """Map an ``-ERR`` reply to our errors by its RFC 2449/3206 response code."""
+    text = reply.decode("utf-8", "replace").strip()
+    match = _RESP_CODE.match(reply[5:]) if reply.startswith(b"-ERR ") else None
+    code = match.group(1).decode() if match else ""
+    if code in _TRANSIENT_CODES:
+        return TransientError(f"{what}: server said {text}")
+    if code == "AUTH" or what in _AUTH_COMMANDS:
+        return AuthError(f"{what}: server refused authentication: {text}")
+    if code == "SYS/PERM":
+        return PermanentError(f"{what}: server said {text}")
+    return ProtocolError(f"{what}: server said {text}")
+
+
+def permitted_address(host: str, port: int, allow_private: bool) -> str:
+    """The first address of ``host`` we may connect to, or a SecurityError saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise TransientError(f"cannot resolve {host}: {err}") from err
+    refused = []
+    for info in infos:
+        address = str(info[4][0])
+        ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
+        if ip in METADATA_ADDRESSES or ip.is_link_local:
+            refused.append(f"{address} (link-local or cloud metadata)")
+        elif not ip.is_global and not allow_private:
+            refused.append(f"{address} (loopback/private; set allow_private_network: true)")
+        else:
+            return address
+    raise SecurityError(f"refusing to connect to {host}: " + ", ".join(refused))
+
+
+class Pop3Wire:
+    """A connected socket with buffered, deadline-bound reads of POP3 replies."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.encrypted = False
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._deadline = time.monotonic() + endpoint.deadline_seconds
+
+    def open_socket(self) -> None:
+        ep = self.endpoint
+        address = permitted_address(ep.host, ep.port, ep.allow_private)
+        try:
+            self._sock = socket.create_connection((address, ep.port), timeout=ep.timeout)
+        except OSError as err:
+            raise TransientError(f"cannot connect to {ep.host}:{ep.port}: {err}") from err
+
+    def start_tls(self) -> None:
+        assert self._sock is not None
+        if self._buf:
+            raise ProtocolError("server sent data before the TLS handshake")
+        host = self.endpoint.host
+        try:
+            tls = tls_context(self.endpoint.ca_file).wrap_socket(self._sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as err:
+            raise SecurityError(f"TLS certificate of {host} rejected: {err}") from err
+        except (ssl.SSLError, OSError) as err:
+            raise TransientError(f"TLS handshake with {host} failed: {err}") from err
+        self._sock = tls
+        self.encrypted = True
+        self._check_pin(tls)
+
+    def _check_pin(self, tls: ssl.SSLSocket) -> None:
+        pin = self.endpoint.fingerprint
+        if pin is None:
+            return
+        der = tls.getpeercert(binary_form=True) or b""
+        actual = hashlib.sha256(der).hexdigest()
+        if actual != pin.replace(":", "").lower():
+            raise SecurityError(
+                f"TLS certificate of {self.endpoint.host} has SHA-256 {actual}, not the pinned one"
+            )
+
+    def _recv(self) -> None:
+        if self._sock is None:
+            raise TransientError("POP3 connection is closed")
+        if time.monotonic() > self._deadline:
+            raise TransientError("POP3 session deadline exceeded")
+        try:
+            chunk = self._sock.recv(262144)
+        except TimeoutError as err:
+            raise TransientError("POP3 server timed out") from err
+        except OSError as err:
+            raise TransientError(f"POP3 connection failed: {err}") from err
+        if not chunk:
+            raise TransientError("POP3 server closed the connection")
+        self._buf += chunk
+
+    def _send(self, line: bytes) -> None:
+        if self._sock is None:
+            raise TransientError("POP3 connection is closed")
+        try:
+            self._sock.sendall(line + b"\r\n")
+        except OSError as err:
+            raise TransientError(f"POP3 connection failed while sending: {err}") from err
+
+    def _readline(self) -> bytes:
+        while (end := self._buf.find(b"\r\n")) < 0:
+            if len(self._buf) > MAX_STATUS_LINE:
+                raise ProtocolError("status line too long")
+            self._recv()
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 2]
+        return line
+
+    def _read_multiline(self) -> bytes:
+        """Body of a multi-line reply, terminator removed and dot-stuffing undone."""
+        start = 0
+        while True:
+            if self._buf[:3] == b".\r\n":
+                del self._buf[:3]
+                return b""
+            end = self._buf.find(_TERMINATOR, start)
+            if end >= 0:
+                break
+            start = max(0, len(self._buf) - 4)
+            self._recv()
+        body = bytes(self._buf[: end + 2])
+        del self._buf[: end + 5]
+        if body.startswith(b".."):
+            body = body[1:]
+        return body.replace(b"\r\n..", b"\r\n.")
+
+    def _expect_ok(self, what: str, command: bytes | None = None) -> bytes:
+        if command is not None:
+            self._send(command)
+        reply = self._readline()
+        if not reply.startswith(b"+OK"):
+            raise error_for(reply, what)
+        return reply
+
+    def close(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            with suppress(OSError):
+                sock.close()
