@@ -46,6 +46,7 @@ def _config(redis_url: str, dovecot: Dovecot, user: str, secret_file: Path) -> P
                 "password_file": str(secret_file),
                 "delete": "after_store",
                 "interval": 5,
+                "allow_private_network": True,  # the demo server is on loopback
             }
         ],
     }
