@@ -8,6 +8,7 @@ real Celery worker and beat until the mailbox is drained, then prints what lande
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -26,7 +27,7 @@ from harness.process import log_tail
 from harness.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "demo-out"
+OUT = Path(os.environ.get("INGEST_DEMO_OUT", ROOT / "demo-out")).absolute()
 console = Console()
 
 
