@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from ingest.errors import (
 )
 
 MAX_STATUS_LINE = 8192
+PARTIAL_FLUSH = 1024 * 1024
 _TERMINATOR = b"\r\n.\r\n"
 _RESP_CODE = re.compile(rb"^\[([A-Z0-9/-]+)\]")
 _TRANSIENT_CODES = {"IN-USE", "LOGIN-DELAY", "SYS/TEMP"}
@@ -95,6 +97,13 @@ def permitted_address(host: str, port: int, allow_private: bool) -> str:
         else:
             return address
     raise SecurityError(f"refusing to connect to {host}: " + ", ".join(refused))
+
+
+def _unstuff(lines: bytes, at_line_start: bool) -> bytes:
+    """Undo RFC 1939 dot-stuffing in whole lines (the first one only if it starts a line)."""
+    if at_line_start and lines.startswith(b".."):
+        lines = lines[1:]
+    return lines.replace(b"\r\n..", b"\r\n.")
 
 
 class Pop3Wire:
@@ -175,21 +184,41 @@ class Pop3Wire:
 
     def _read_multiline(self) -> bytes:
         """Body of a multi-line reply, terminator removed and dot-stuffing undone."""
-        start = 0
+        parts: list[bytes] = []
+        self._read_multiline_into(parts.append)
+        return b"".join(parts)
+
+    def _read_multiline_into(self, sink: Callable[[bytes], object]) -> None:
+        """Stream a multi-line reply into ``sink`` piece by piece, undoing dot-stuffing.
+
+        Complete lines are passed on as they arrive; a line longer than PARTIAL_FLUSH is
+        passed on in parts, so no line length (real mail has lines far beyond poplib's
+        2,048 bytes) makes the buffer grow without bound.
+        """
+        at_line_start = True
         while True:
-            if self._buf[:3] == b".\r\n":
+            if at_line_start and self._buf[:3] == b".\r\n":
                 del self._buf[:3]
-                return b""
-            end = self._buf.find(_TERMINATOR, start)
+                return
+            last = self._buf.rfind(b"\r\n")
+            if last < 0:
+                if len(self._buf) > PARTIAL_FLUSH:
+                    sink(_unstuff(bytes(self._buf[:-1]), at_line_start))
+                    del self._buf[:-1]
+                    at_line_start = False
+                self._recv()
+                continue
+            lines = bytes(self._buf[: last + 2])
+            end = lines.find(_TERMINATOR)
             if end >= 0:
-                break
-            start = max(0, len(self._buf) - 4)
-            self._recv()
-        body = bytes(self._buf[: end + 2])
-        del self._buf[: end + 5]
-        if body.startswith(b".."):
-            body = body[1:]
-        return body.replace(b"\r\n..", b"\r\n.")
+                sink(_unstuff(lines[: end + 2], at_line_start))
+                del self._buf[: end + 5]
+                return
+            sink(_unstuff(lines, at_line_start))
+            del self._buf[: last + 2]
+            at_line_start = True
+            if not self._buf:
+                self._recv()
 
     def _expect_ok(self, what: str, command: bytes | None = None) -> bytes:
         if command is not None:
