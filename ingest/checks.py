@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -10,6 +9,7 @@ from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.interfaces import Put
 from ingest.service import check_redis, endpoint_for, mailbox, redis_client
+from ingest.spool import Spool
 from ingest.store import open_store
 
 PROBE = b"ingest storage check: create-only writes must be refused when the key exists\n"
@@ -69,10 +69,9 @@ def startup_problems(settings: Settings) -> list[str]:
 def _check_store(settings: Settings) -> tuple[bool, str]:
     store = open_store(settings.storage)
     key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)
-    digest = hashlib.sha256(PROBE).hexdigest()
     try:
-        store.put(key, PROBE, digest, "text/plain")
-        second = store.put(key, PROBE, digest, "text/plain")
+        store.put(key, Spool.of(PROBE), "text/plain")
+        second = store.put(key, Spool.of(PROBE), "text/plain")
     except IngestError as err:
         return False, f"storage {store.describe()}: {err}"
     if second is not Put.EXISTED:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from ingest.errors import PermanentError
 from ingest.model import LedgerRecord, MailboxEntry
+from ingest.spool import Spool
 
 
 class Put(StrEnum):
@@ -28,11 +29,11 @@ class MailboxSession(Protocol):
 
     def listing(self) -> list[MailboxEntry]: ...
 
-    def retrieve(self, entry: MailboxEntry) -> bytes: ...
+    def retrieve(self, entry: MailboxEntry) -> Spool: ...
 
     def retrieve_many(
         self, entries: Iterable[MailboxEntry]
-    ) -> Iterator[tuple[MailboxEntry, bytes | PermanentError]]:
+    ) -> Iterator[tuple[MailboxEntry, Spool | PermanentError]]:
         """RETR each entry (pipelined where possible); a message's permanent -ERR is yielded."""
 
     def refused_deletes(self) -> set[int]:
@@ -71,13 +72,11 @@ class Ledger(Protocol):
 class BlobStore(Protocol):
     """Create-only, verified writes of whole objects under content-derived keys."""
 
-    def put(
-        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
-    ) -> Put:
-        """Store ``data`` at ``key`` unless it exists; return once stored and verified.
+    def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
+        """Store ``body`` at ``key`` unless it exists; return once stored and verified.
 
         When the key exists and ``must_match`` is true, the stored object must have
-        ``sha256`` (else :class:`~ingest.errors.StorageError`); when false (derived
+        ``body.sha256`` (else :class:`~ingest.errors.StorageError`); when false (derived
         documents such as the JSON), an existing object is kept as it is.
         """
 

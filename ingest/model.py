@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from ingest.spool import Spool
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,16 +25,15 @@ def header_block(raw: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class FetchedMessage:
-    """A retrieved message: ``raw`` is exactly what RETR returned (CRLF, dot-unstuffed)."""
+    """A retrieved message: ``raw`` holds exactly what RETR returned (CRLF, dot-unstuffed)."""
 
     account: str
     entry: MailboxEntry
-    raw: bytes
-    sha256: str
+    raw: Spool
 
-    @classmethod
-    def of(cls, account: str, entry: MailboxEntry, raw: bytes) -> FetchedMessage:
-        return cls(account, entry, raw, hashlib.sha256(raw).hexdigest())
+    @property
+    def sha256(self) -> str:
+        return self.raw.sha256
 
 
 class State(StrEnum):
@@ -81,6 +81,7 @@ class PollReport:
     bytes_stored: int = 0
     pruned: int = 0
     quarantined: int = 0
+    oversize: int = 0
     rekeyed: int = 0
     outcome: str = "running"
     error: str | None = None
@@ -91,6 +92,7 @@ class PollReport:
             f"{self.account}: {self.outcome}; listed {self.listed}, fetched {self.fetched}, "
             f"stored {self.stored} ({self.bytes_stored} bytes), already stored "
             f"{self.already_stored}, deleted {self.deleted}, parse failures "
-            f"{self.parse_failures}, quarantined {self.quarantined}, pruned {self.pruned}"
+            f"{self.parse_failures}, quarantined {self.quarantined}, oversize left "
+            f"{self.oversize}, pruned {self.pruned}"
             + (f"; error: {self.error}" if self.error else "")
         )

@@ -20,6 +20,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +39,7 @@ from ingest.model import (
     header_block,
 )
 from ingest.parse import dump_document, parse_message
+from ingest.spool import Spool
 
 _VALID_UIDL = re.compile(r"^[\x21-\x7e]{1,70}$")
 Parser = Callable[..., dict[str, Any]]
@@ -52,6 +54,8 @@ class PollPlan:
     delete: bool = True
     grace_seconds: float = 7 * 86400
     quarantine_after: int = 3
+    parse_max_bytes: int = 25 * 1024 * 1024
+    max_message_size: int | None = None  # larger messages are left on the server
 
 
 @dataclass(slots=True)
@@ -82,6 +86,8 @@ class _Poll:
         fetch = []
         for entry in entries:
             known = records.get(entry.uidl)
+            if self._oversize(entry):
+                continue
             if not self._already_handled(entry, known):
                 fetch.append(entry)
             elif known is not None and known.state is State.STORED:
@@ -107,6 +113,15 @@ class _Poll:
         self.report.outcome = "ok"
         return self.report
 
+    def _oversize(self, entry: MailboxEntry) -> bool:
+        """LIST sizes decide before download: too large a message stays on the server."""
+        limit = self.plan.max_message_size
+        if limit is None or entry.size <= limit:
+            return False
+        self.report.oversize += 1
+        self.log.warning("message.oversize_left", uidl=entry.uidl, size=entry.size, limit=limit)
+        return True
+
     def _already_handled(self, entry: MailboxEntry, record: LedgerRecord | None) -> bool:
         """True for a quarantined message (left alone) or one stored in an earlier session."""
         if record is None or record.size != entry.size:
@@ -131,7 +146,8 @@ class _Poll:
         if not self.plan.delete:
             return True
         if self.session.content_identity:
-            same = hashlib.sha256(self.session.retrieve(entry)).hexdigest() == record.sha256
+            with closing(self.session.retrieve(entry)) as spool:
+                same = spool.sha256 == record.sha256
         else:
             head = self.session.headers(entry)
             same = (
@@ -153,14 +169,15 @@ class _Poll:
             marked[entry.number] = (entry.uidl, record)
 
     def _store_or_fail(
-        self, entry: MailboxEntry, result: bytes | PermanentError, known: LedgerRecord | None
+        self, entry: MailboxEntry, result: Spool | PermanentError, known: LedgerRecord | None
     ) -> LedgerRecord | None:
         """Store a retrieved message; a message-specific failure counts towards quarantine."""
         try:
             if isinstance(result, PermanentError):
                 raise result
             self.report.fetched += 1
-            stored = self._store(FetchedMessage.of(self.plan.account, entry, result), known)
+            with closing(result):
+                stored = self._store(FetchedMessage(self.plan.account, entry, result), known)
         except PermanentError as err:
             self._failed(entry, known, err)
             return None
@@ -187,35 +204,48 @@ class _Poll:
         self.report.quarantined += 1
 
     def _store(self, msg: FetchedMessage, known: LedgerRecord | None) -> LedgerRecord:
+        """Raw first (the source of truth), then the JSON built from it; both verified."""
         log = self.log.bind(uidl=msg.entry.uidl, sha256=msg.sha256)
         raw_key = keys.raw_key(self.plan.prefix, msg.account, msg.sha256)
         json_key = keys.json_key(self.plan.prefix, msg.account, msg.sha256)
-        put = self.store.put(raw_key, msg.raw, msg.sha256, "message/rfc822")
+        put = self.store.put(raw_key, msg.raw, "message/rfc822")
         failpoint("after_raw_put")
-        doc = self.parse(
-            msg.raw, account=msg.account, uidl=msg.entry.uidl, sha256=msg.sha256, raw_key=raw_key
-        )
-        body = dump_document(doc)
-        self.store.put(
-            json_key, body, hashlib.sha256(body).hexdigest(), "application/json", must_match=False
-        )
+        doc = self._document(msg, raw_key)
+        self.store.put(json_key, Spool.of(dump_document(doc)), "application/json", must_match=False)
         failpoint("after_json_put")
         if doc.get("parse_error"):
             self.report.parse_failures += 1
             log.warning("message.parse_failed", error=doc["parse_error"])
-        if put is Put.CREATED:
-            self.report.stored += 1
-            self.report.bytes_stored += len(msg.raw)
-            self.report.keys.append(raw_key)
-        else:
-            self.report.already_stored += 1
-            self.report.rekeyed += known is None
-        log.info("message.stored", key=raw_key, size=len(msg.raw), put=put.value)
-        head = hashlib.sha256(header_block(msg.raw)).hexdigest()
+        self._count(put, msg, raw_key, known)
+        log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value)
+        head = hashlib.sha256(header_block(msg.raw.head())).hexdigest()
         return LedgerRecord(
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
             head_sha256=head,
         )  # fmt: skip
+
+    def _document(self, msg: FetchedMessage, raw_key: str) -> dict[str, Any]:
+        """The JSON document; above ``parse_max_bytes`` only the header block is parsed."""
+        whole = msg.raw.size <= self.plan.parse_max_bytes
+        data = msg.raw.read() if whole else header_block(msg.raw.head())
+        doc = self.parse(
+            data, account=msg.account, uidl=msg.entry.uidl, sha256=msg.sha256, raw_key=raw_key
+        )
+        if not whole:
+            doc["size"] = msg.raw.size
+            doc["defects"] = [*doc.get("defects", []), "body-not-parsed-too-large"]
+        return doc
+
+    def _count(
+        self, put: Put, msg: FetchedMessage, raw_key: str, known: LedgerRecord | None
+    ) -> None:
+        if put is Put.CREATED:
+            self.report.stored += 1
+            self.report.bytes_stored += msg.raw.size
+            self.report.keys.append(raw_key)
+        else:
+            self.report.already_stored += 1
+            self.report.rekeyed += known is None
 
     def _warn_if_rekeyed(self) -> None:
         """Many 'new' UIDLs whose content is already stored: the UIDL scheme changed

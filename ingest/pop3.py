@@ -29,6 +29,7 @@ from ingest.failpoints import failpoint
 from ingest.model import MailboxEntry
 from ingest.pop3_auth import Credentials, authenticate
 from ingest.pop3_wire import Endpoint, Pop3Wire, error_for
+from ingest.spool import Spool
 
 __all__ = ["Endpoint", "Pop3Session", "open_session"]
 
@@ -41,6 +42,7 @@ class _Pending:
     what: str
     number: int
     multiline: bool
+    spool: Spool | None = None  # RETR replies stream into it
 
 
 class Pop3Session(Pop3Wire):
@@ -78,9 +80,11 @@ class Pop3Session(Pop3Wire):
 
     # -- the in-flight queue ------------------------------------------------
 
-    def _submit(self, what: str, number: int, multiline: bool) -> None:
+    def _submit(self, what: str, number: int, multiline: bool) -> _Pending:
         self._send(b"%s %d" % (what.encode(), number) + (b" 0" if what == "TOP" else b""))
-        self._inflight.append(_Pending(what, number, multiline))
+        pending = _Pending(what, number, multiline, Spool() if what == "RETR" else None)
+        self._inflight.append(pending)
+        return pending
 
     def _collect(self) -> tuple[_Pending, bytes]:
         """Read the reply to the oldest command in flight."""
@@ -93,14 +97,17 @@ class Pop3Session(Pop3Wire):
                 self._refused_deletes.add(pending.number)
                 return pending, b""
             raise err
+        if pending.spool is not None:
+            self._read_multiline_into(pending.spool.write)
+            return pending, b""
         return pending, self._read_multiline() if pending.multiline else b""
 
-    def _call(self, what: str, number: int, multiline: bool) -> bytes:
-        """Send one command and return its reply body (draining what is in flight first)."""
+    def _call(self, what: str, number: int, multiline: bool) -> tuple[_Pending, bytes]:
+        """Send one command and return its reply (draining what is in flight first)."""
         self._submit(what, number, multiline)
         while len(self._inflight) > 1:
             self._collect()
-        return self._collect()[1]
+        return self._collect()
 
     def drain(self) -> None:
         """Read every outstanding reply (before any non-pipelined command)."""
@@ -159,10 +166,13 @@ class Pop3Session(Pop3Wire):
         seen: dict[str, int] = {}
         for number in sorted(sizes):
             entry = MailboxEntry(number, "", 0)
-            content = self.headers(entry)
-            if content is None:
-                content = self.retrieve(entry)
-            digest = "sha-" + hashlib.sha256(content).hexdigest()[:40]
+            head = self.headers(entry)
+            full = hashlib.sha256(head).hexdigest() if head is not None else None
+            if full is None:
+                spool = self.retrieve(entry)
+                full = spool.sha256
+                spool.close()
+            digest = "sha-" + full[:40]
             seen[digest] = seen.get(digest, 0) + 1
             out[number] = digest if seen[digest] == 1 else f"{digest}.{seen[digest]}"
         return out
@@ -183,13 +193,15 @@ class Pop3Session(Pop3Wire):
             out[int(num)] = value.strip()
         return out
 
-    def retrieve(self, entry: MailboxEntry) -> bytes:
+    def retrieve(self, entry: MailboxEntry) -> Spool:
         self._retrieved.add(entry.number)
-        return self._call("RETR", entry.number, multiline=True)
+        pending, _ = self._call("RETR", entry.number, multiline=True)
+        assert pending.spool is not None
+        return pending.spool
 
     def retrieve_many(
         self, entries: Iterable[MailboxEntry]
-    ) -> Iterator[tuple[MailboxEntry, bytes | PermanentError]]:
+    ) -> Iterator[tuple[MailboxEntry, Spool | PermanentError]]:
         """RETR each entry, keeping up to ``window`` in flight when the server pipelines.
 
         A permanent ``-ERR`` for one message is yielded in place of its bytes, so the
@@ -207,14 +219,16 @@ class Pop3Session(Pop3Wire):
         while queue:
             yield self._next_retr(queue)
 
-    def _next_retr(self, queue: deque[MailboxEntry]) -> tuple[MailboxEntry, bytes | PermanentError]:
+    def _next_retr(self, queue: deque[MailboxEntry]) -> tuple[MailboxEntry, Spool | PermanentError]:
         while self._inflight[0].what != "RETR":
             self._collect()
         entry = queue.popleft()
         try:
-            return entry, self._collect()[1]
+            pending, _ = self._collect()
         except PermanentError as err:
             return entry, err
+        assert pending.spool is not None and pending.number == entry.number
+        return entry, pending.spool
 
     def retrieved(self) -> set[int]:
         return set(self._retrieved)
@@ -223,7 +237,7 @@ class Pop3Session(Pop3Wire):
         """``TOP n 0``: the header block, or None when the server does not offer TOP."""
         if "TOP" not in self.capabilities:
             return None
-        return self._call("TOP", entry.number, multiline=True)
+        return self._call("TOP", entry.number, multiline=True)[1]
 
     def delete(self, entry: MailboxEntry) -> None:
         """DELE; pipelined when possible. A permanent refusal shows in :meth:`refused_deletes`."""

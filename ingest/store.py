@@ -19,9 +19,10 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -30,10 +31,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingest.config import StorageConfig
 from ingest.errors import StorageError, TransientError
 from ingest.interfaces import BlobStore, Put
+from ingest.spool import Spool
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+_CHUNK = 1024 * 1024
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
 _PERMANENT_CODES = {
     "AccessDenied",
@@ -46,8 +49,11 @@ _PERMANENT_CODES = {
 }
 
 
-def _md5_hex(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+def _sha256_of(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := stream.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _b64(hexdigest: str) -> str:
@@ -65,15 +71,14 @@ class S3Store:
     def describe(self) -> str:
         return self._where
 
-    def put(
-        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
-    ) -> Put:
-        md5 = _md5_hex(data)
+    def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
+        sha256, md5 = body.sha256, body.md5
         try:
             reply = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=data,
+                Body=body.open(),
+                ContentLength=body.size,
                 ContentType=content_type,
                 ContentMD5=_b64(md5),
                 ChecksumAlgorithm="SHA256",
@@ -84,7 +89,7 @@ class S3Store:
         except ClientError as err:
             if _code(err) in ("PreconditionFailed", "412"):
                 if must_match:
-                    self._verify_existing(key, sha256, len(data), md5)
+                    self._verify_existing(key, sha256, body.size, md5)
                 return Put.EXISTED
             raise _translate(err, f"PUT {key}") from err
         except BotoCoreError as err:
@@ -114,8 +119,15 @@ class S3Store:
             _etag_is_md5(dict(head)) and _MD5_ETAG.match(str(head.get("ETag", "")))
         ):
             self._confirm(key, dict(head), sha256, md5)
-        elif hashlib.sha256(self.get(key)).hexdigest() != sha256:
+        elif self._stored_sha256(key) != sha256:
             raise StorageError(f"{key} exists with different content than {sha256}")
+
+    def _stored_sha256(self, key: str) -> str:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return _sha256_of(body)  # type: ignore[arg-type]  # StreamingBody reads like a file
+        except (ClientError, BotoCoreError) as err:
+            raise _translate(err, f"GET {key}") from err
 
     def get(self, key: str) -> bytes:
         try:
@@ -175,30 +187,31 @@ class DirectoryStore:
             raise StorageError(f"key {key!r} escapes the store directory")
         return path
 
-    def put(
-        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
-    ) -> Put:
+    def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            created = self._link_new(path, data)
+            created = self._link_new(path, body)
             if created:
                 _fsync_dir(path.parent)
             if not created and not must_match:
                 return Put.EXISTED
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            with path.open("rb") as stored:
+                actual = _sha256_of(stored)
         except OSError as err:
             raise TransientError(f"cannot write {path}: {err}") from err
-        if actual != sha256:
-            raise StorageError(f"{path} holds sha256 {actual}, expected {sha256}")
+        if actual != body.sha256:
+            raise StorageError(f"{path} holds sha256 {actual}, expected {body.sha256}")
         return Put.CREATED if created else Put.EXISTED
 
     @staticmethod
-    def _link_new(path: Path, data: bytes) -> bool:
+    def _link_new(path: Path, body: Spool) -> bool:
+        if path.exists():
+            return False
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                shutil.copyfileobj(body.open(), fh, _CHUNK)
                 fh.flush()
                 os.fsync(fh.fileno())
             try:

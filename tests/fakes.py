@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ingest.errors import LockLost, PermanentError, ProtocolError, StorageError, TransientError
 from ingest.interfaces import Put
 from ingest.model import LedgerRecord, MailboxEntry, header_block
+from ingest.spool import Spool
 
 
 @dataclass
@@ -59,17 +60,17 @@ class FakeSession:
         self._open()
         return list(self.entries)
 
-    def retrieve(self, entry: MailboxEntry) -> bytes:
+    def retrieve(self, entry: MailboxEntry) -> Spool:
         self._open()
         self.retrieved_uidls.append(entry.uidl)
         if self.fail_retr_at and len(self.retrieved_uidls) == self.fail_retr_at:
             self.closed = "dropped"
             raise TransientError("connection reset during RETR")
-        return self.drop.messages[entry.uidl]
+        return Spool.of(self.drop.messages[entry.uidl])
 
     def retrieve_many(
         self, entries: Iterable[MailboxEntry]
-    ) -> Iterator[tuple[MailboxEntry, bytes | PermanentError]]:
+    ) -> Iterator[tuple[MailboxEntry, Spool | PermanentError]]:
         for entry in entries:
             if entry.uidl in self.drop.refuse_retr:
                 self.retrieved_uidls.append(entry.uidl)
@@ -160,17 +161,16 @@ class MemoryStore:
         self.fail_puts = fail_puts
         self.refuse: set[bytes] = set()  # contents refused for good (a poison message)
 
-    def put(
-        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
-    ) -> Put:
+    def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
         self.put_calls += 1
         if self.fail_puts:
             self.fail_puts -= 1
             raise TransientError("503 SlowDown")
-        if hashlib.sha256(data).hexdigest() != sha256 or data in self.refuse:
+        data = body.read()
+        if hashlib.sha256(data).hexdigest() != body.sha256 or data in self.refuse:
             raise StorageError(f"{key}: checksum mismatch")
         if key in self.objects:
-            if must_match and hashlib.sha256(self.objects[key]).hexdigest() != sha256:
+            if must_match and hashlib.sha256(self.objects[key]).hexdigest() != body.sha256:
                 raise StorageError(f"{key} exists with different content")
             return Put.EXISTED
         self.objects[key] = data

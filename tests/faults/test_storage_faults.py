@@ -29,6 +29,7 @@ from harness.s3_proxy import Action, Rule, S3FaultProxy, corrupt, error
 from ingest import keys
 from ingest.config import StorageConfig
 from ingest.errors import TransientError
+from ingest.spool import Spool
 from ingest.store import S3Store
 
 MESSAGES = 3
@@ -245,5 +246,5 @@ def test_max_attempts_is_the_total_number_of_attempts(proxy: S3FaultProxy, bucke
     )
     data = b"Subject: once\r\n\r\nbody\r\n"
     with pytest.raises(TransientError, match="InternalError"):
-        S3Store(cfg).put("x/raw/once.eml", data, hashlib.sha256(data).hexdigest(), "text/plain")
+        S3Store(cfg).put("x/raw/once.eml", Spool.of(data), "text/plain")
     assert len(proxy.requests("PUT", RAW)) == 1

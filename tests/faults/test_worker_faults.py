@@ -30,6 +30,7 @@ from ingest.config import load_settings
 from ingest.errors import TransientError
 from ingest.interfaces import BlobStore, Put
 from ingest.service import poll_account
+from ingest.spool import Spool
 from ingest.store import open_store
 
 
@@ -96,10 +97,8 @@ class _RestartRedisAfter:
     def __init__(self, inner: BlobStore, server: RedisServer, after: int) -> None:
         self.inner, self.server, self.after, self.calls = inner, server, after, 0
 
-    def put(
-        self, key: str, data: bytes, sha256: str, content_type: str, *, must_match: bool = True
-    ) -> Put:
-        result = self.inner.put(key, data, sha256, content_type, must_match=must_match)
+    def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
+        result = self.inner.put(key, body, content_type, must_match=must_match)
         self.calls += 1
         if self.calls == self.after:
             self.server.restart()

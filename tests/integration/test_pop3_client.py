@@ -83,7 +83,7 @@ def test_retr_is_byte_exact_for_dots_long_lines_and_no_final_newline(
     dovecot.deliver(mail_user.name, TRICKY)
     with open_session(_ep(dovecot), _creds(mail_user.name, mail_user.password)) as s:
         (entry,) = s.listing()
-        raw = s.retrieve(entry)
+        raw = s.retrieve(entry).read()
         s.reset_and_quit()
     assert raw == as_pop3(TRICKY)
 

@@ -14,6 +14,7 @@ from harness import MotoS3
 from ingest.config import StorageConfig
 from ingest.errors import StorageError
 from ingest.interfaces import BlobStore, Put
+from ingest.spool import Spool
 from ingest.store import DirectoryStore, S3Store
 
 DATA = b"Subject: hi\r\n\r\nbody\r\n"
@@ -51,8 +52,8 @@ def make_store(
 def test_put_creates_then_reports_existing(make_store) -> None:
     """The first write creates the object; the same write again says it existed."""
     store, _ = make_store()
-    assert store.put("a/b.eml", DATA, SHA, "message/rfc822") is Put.CREATED
-    assert store.put("a/b.eml", DATA, SHA, "message/rfc822") is Put.EXISTED
+    assert store.put("a/b.eml", Spool.of(DATA), "message/rfc822") is Put.CREATED
+    assert store.put("a/b.eml", Spool.of(DATA), "message/rfc822") is Put.EXISTED
     assert store.get("a/b.eml") == DATA
 
 
@@ -61,7 +62,7 @@ def test_existing_object_with_other_content_is_an_error(make_store) -> None:
     store, tamper = make_store()
     tamper("a/b.eml", OTHER)
     with pytest.raises(StorageError):
-        store.put("a/b.eml", DATA, SHA, "message/rfc822")
+        store.put("a/b.eml", Spool.of(DATA), "message/rfc822")
     assert store.get("a/b.eml") == OTHER
 
 
@@ -69,14 +70,16 @@ def test_derived_documents_keep_the_existing_object(make_store) -> None:
     """With must_match=False an existing object is kept and reported as existing."""
     store, tamper = make_store()
     tamper("a/b.json", OTHER)
-    assert store.put("a/b.json", DATA, SHA, "application/json", must_match=False) is Put.EXISTED
+    assert (
+        store.put("a/b.json", Spool.of(DATA), "application/json", must_match=False) is Put.EXISTED
+    )
     assert store.get("a/b.json") == OTHER
 
 
 def test_s3_put_is_create_only_on_the_server(s3_server: MotoS3, bucket: str) -> None:
     """The PUT carries If-None-Match: the server itself refuses to overwrite (412)."""
     cfg = StorageConfig(url=f"s3://{bucket}", endpoint_url=s3_server.endpoint_url)
-    S3Store(cfg).put("k.eml", DATA, SHA, "message/rfc822")
+    S3Store(cfg).put("k.eml", Spool.of(DATA), "message/rfc822")
     with pytest.raises(ClientError) as err:
         s3_server.client().put_object(Bucket=bucket, Key="k.eml", Body=OTHER, IfNoneMatch="*")
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
@@ -86,4 +89,4 @@ def test_s3_missing_bucket_is_a_permanent_storage_error(s3_server: MotoS3) -> No
     """A bucket that does not exist is reported as a StorageError, not retried forever."""
     cfg = StorageConfig(url="s3://no-such-bucket-here", endpoint_url=s3_server.endpoint_url)
     with pytest.raises(StorageError):
-        S3Store(cfg).put("k.eml", DATA, SHA, "message/rfc822")
+        S3Store(cfg).put("k.eml", Spool.of(DATA), "message/rfc822")
