@@ -104,6 +104,9 @@ class AccountConfig(_Frozen):
     )  # fmt: skip
     delete: Literal["after_store", "never"] = "after_store"
     interval: int = Field(default=60, ge=1)
+    max_message_size: int | None = Field(
+        default=None, ge=1, description="bytes (LIST size); larger messages stay on the server"
+    )
     timeout: float = Field(default=60.0, gt=0, description="seconds per socket read")
 
     @model_validator(mode="before")
@@ -154,6 +157,9 @@ class Settings(_Frozen):
     dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
     max_poll_seconds: float = Field(default=3600.0, gt=0)
     quarantine_after: int = Field(default=3, ge=1, description="failed polls before quarantine")
+    parse_max_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="larger messages get a headers-only JSON"
+    )
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")

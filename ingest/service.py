@@ -57,6 +57,8 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
         delete=account.delete == "after_store",
         grace_seconds=settings.ledger_grace_days * 86400,
         quarantine_after=settings.quarantine_after,
+        parse_max_bytes=settings.parse_max_bytes,
+        max_message_size=account.max_message_size,
     )
 
 
@@ -121,6 +123,7 @@ def _fields(report: PollReport) -> dict[str, object]:
         "already_stored": report.already_stored,
         "deleted": report.deleted,
         "parse_failures": report.parse_failures,
+        "oversize": report.oversize,
         "bytes": report.bytes_stored,
     }
 
