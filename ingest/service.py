@@ -124,6 +124,7 @@ def _fields(report: PollReport) -> dict[str, object]:
         "deleted": report.deleted,
         "parse_failures": report.parse_failures,
         "oversize": report.oversize,
+        "quarantined": report.quarantined,
         "bytes": report.bytes_stored,
     }
 
