@@ -87,7 +87,7 @@ def test_xoauth2_bad_token_is_a_failure_not_a_success(
     """Dovecot answers a refused token with a `+` error challenge: read as failure, both forms."""
     user = oauth_dovecot.add_user("oxbad", "unused-password")
     for style in ("two_step", "one_line"):
-        with pytest.raises(AuthError, match='refused: .*"status":"401"'):  # noqa: SIM117
+        with pytest.raises(AuthError, match=r'refused: .*"status":"401"'):  # noqa: SIM117
             with open_session(
                 _ep(oauth_dovecot), Credentials("xoauth2", user.name, "bogus", style)
             ):
