@@ -80,7 +80,8 @@ def check(obj: _Ctx) -> None:
 def poll_cmd(obj: _Ctx, name: str) -> None:
     """Poll account NAME once, synchronously, through the same code the workers run.
 
-    Exit status: 0 when the poll completed, 75 when another poll holds the account's lock,
+    Exit status: 0 when the poll completed, 75 when another poll holds the account's lock
+    (or the server's LOGIN-DELAY since the last login has not passed),
     78 on a configuration error, 1 on any other failure (including a poll that quarantined
     a message it had retrieved, and so could not commit).
     """
@@ -96,7 +97,7 @@ def poll_cmd(obj: _Ctx, name: str) -> None:
         click.echo(f"{name}: failed: {err}", err=True)
         sys.exit(1)
     click.echo(report.summary())
-    if report.outcome == "busy":
+    if report.outcome in ("busy", "deferred"):
         sys.exit(EX_TEMPFAIL)
     if report.outcome != "ok":
         sys.exit(1)

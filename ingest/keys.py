@@ -16,6 +16,7 @@ keys in one Redis Cluster slot):
     ingest:{account}:fence      counter  monotonically increasing fencing tokens
     ingest:{account}:last       hash  last poll outcome, for ``ingest status``
     ingest:{account}:oauth      string  the shared OAuth2 access token (expires with it)
+    ingest:{account}:login-delay  string  present while the server's LOGIN-DELAY runs
     ingest:{account}:oauth:refreshing  string  single-flight flag while one worker refreshes
     ingest:{schedule}           sorted set  account -> next due time (unix seconds)
     ingest:{schedule}:intervals hash  account -> interval (seconds)
@@ -73,6 +74,11 @@ def fence_key(account: str) -> str:
 
 def last_poll_key(account: str) -> str:
     return f"ingest:{{{account}}}:last"
+
+
+def login_delay_key(account: str) -> str:
+    """Set for LOGIN-DELAY seconds after each login when the server advertises it."""
+    return f"ingest:{{{account}}}:login-delay"
 
 
 def oauth_token_key(account: str) -> str:

@@ -94,6 +94,8 @@ def poll_account(
     account = settings.account(name)
     client = client or redis_client(settings)
     store = store or open_store(settings.storage)
+    if _login_delayed(client, name):
+        return PollReport(account=name, outcome="deferred")
     lock = AccountLock(client, account.name, settings.lock_ttl)
     if not lock.acquire():
         log.info("poll.skipped_locked", account=name, holder=lock.holder())
@@ -102,6 +104,7 @@ def poll_account(
     report = PollReport(account=name)
     try:
         with lock, mailbox(settings, account, client) as session:
+            _honour_capabilities(client, account, session)
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
             poll(plan_for(account, settings), session, ledger, store, lock, report=report)
@@ -113,6 +116,28 @@ def poll_account(
         raise
     finally:
         _record_last(client, report, started)
+
+
+def _login_delayed(client: redis.Redis, name: str) -> bool:
+    """True while the server's LOGIN-DELAY from the last login has not passed."""
+    try:
+        left = int(client.pttl(keys.login_delay_key(name)))
+    except redis.RedisError as err:
+        raise TransientError(f"redis unavailable: {err}") from err
+    if left > 0:
+        log.info("poll.deferred_login_delay", account=name, seconds_left=left / 1000)
+    return left > 0
+
+
+def _honour_capabilities(client: redis.Redis, account: AccountConfig, session: Pop3Session) -> None:
+    """RFC 2449 LOGIN-DELAY: no new login before n seconds; EXPIRE: warn when the server
+    will remove mail we were told to keep."""
+    delay = session.capabilities.get("LOGIN-DELAY", "").split(" ")[0]
+    if delay.isdigit() and int(delay) > 0:
+        client.set(keys.login_delay_key(account.name), delay, ex=int(delay))
+    expire = session.capabilities.get("EXPIRE", "").split(" ")[0].upper()
+    if account.delete == "never" and expire and expire != "NEVER":
+        log.warning("mailbox.server_expires_mail", account=account.name, expire_days=expire)
 
 
 def _fields(report: PollReport) -> dict[str, object]:

@@ -402,3 +402,38 @@ def test_without_uidl_a_lookalike_after_a_lost_quit_reply_is_not_deleted_unstore
     assert result.returncode == 0, result.stderr[-3000:]
     rig.check()
     rig.finish()
+
+
+def _add_capabilities(*lines: bytes) -> Any:
+    def rewrite(reply: bytes) -> bytes:
+        head, _, tail = reply.rpartition(b"\r\n.\r\n")
+        return head + b"".join(b"\r\n" + line for line in lines) + b"\r\n.\r\n" + tail
+
+    return rewrite
+
+
+def test_login_delay_defers_the_next_poll_and_expire_is_reported(rig: Rig) -> None:
+    """LOGIN-DELAY 60 after login: the next poll waits (exit 75) instead of logging in again;
+    EXPIRE in keep mode is logged, since the server will remove mail we were told to keep."""
+    caps = Fault(
+        "CAPA",
+        Action.REWRITE,
+        times=1000,
+        rewrite=_add_capabilities(b"LOGIN-DELAY 60", b"EXPIRE 5"),
+    )
+    with _proxy(rig, caps) as proxy:
+        cfg = write_config(
+            rig.tmp / "keep.yaml",
+            redis_url=rig.redis_url,
+            directory=rig.store,
+            accounts=[{**rig.account(proxy), "delete": "never"}],
+        )
+        env = {password_env(ACCOUNT): rig.user.password}
+        first = run_cli(cfg, "poll", ACCOUNT, env=env)
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "mailbox.server_expires_mail" in first.stderr
+        logins = proxy.commands["USER"]
+        second = run_cli(cfg, "poll", ACCOUNT, env=env)
+    assert second.returncode == 75 and "deferred" in second.stdout
+    assert proxy.commands["USER"] == logins  # no second login inside the delay
+    rig.check()
