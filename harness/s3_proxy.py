@@ -78,6 +78,7 @@ class Rule:
     seconds: float = 30.0
     forward: bool = False
     set_headers: tuple[tuple[str, str], ...] = ()
+    drop_request_headers: tuple[str, ...] = ()  # REWRITE: forwarded without these
 
     def matches(self, method: str, path: str, headers: Message) -> bool:
         if method != self.method.upper() or not re.search(self.path, path):
@@ -113,6 +114,11 @@ def corrupt(
     """Forward, then relay a wrong ``ETag`` and/or ``x-amz-checksum-sha256``."""
     headers = (("ETag", WRONG_ETAG),) * etag + (("x-amz-checksum-sha256", WRONG_SHA256),) * checksum
     return Rule(method, path, Action.REWRITE, nth=nth, times=times, set_headers=headers)
+
+
+def ignore_conditional_writes() -> Rule:
+    """Every PUT reaches the store without ``If-None-Match``: a store that ignores it."""
+    return Rule("PUT", "", Action.REWRITE, times=None, drop_request_headers=("If-None-Match",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         upstream = None
         if rule is None or rule.action is not Action.STALL or rule.forward:
             try:
-                upstream = self._forward(body)
+                upstream = self._forward(body, rule.drop_request_headers if rule else ())
             except OSError:
                 upstream = (502, [("Content-Type", "text/plain")], b"upstream unreachable")
         fault = rule.action.value if rule is not None else None
@@ -274,12 +280,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _proxy
 
-    def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(
+        self, body: bytes, drop: tuple[str, ...] = ()
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection(*self.proxy.upstream, timeout=30)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            dropped = {d.lower() for d in drop}
             for name, value in self.headers.items():
-                if name.lower() not in _NOT_RELAYED:
+                if name.lower() not in _NOT_RELAYED and name.lower() not in dropped:
                     conn.putheader(name, value)
             if body or self.command in ("PUT", "POST"):
                 conn.putheader("Content-Length", str(len(body)))

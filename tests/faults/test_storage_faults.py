@@ -25,7 +25,7 @@ from support import (
 )
 
 from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files
-from harness.s3_proxy import Action, Rule, S3FaultProxy, corrupt, error
+from harness.s3_proxy import Action, Rule, S3FaultProxy, corrupt, error, ignore_conditional_writes
 from ingest import keys
 from ingest.config import StorageConfig
 from ingest.errors import TransientError
@@ -248,3 +248,19 @@ def test_max_attempts_is_the_total_number_of_attempts(proxy: S3FaultProxy, bucke
     with pytest.raises(TransientError, match="InternalError"):
         S3Store(cfg).put("x/raw/once.eml", Spool.of(data), "text/plain")
     assert len(proxy.requests("PUT", RAW)) == 1
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(box: Setup) -> None:
+    """`ingest check` and the worker's start-up check reject a store that drops If-None-Match."""
+    box.proxy.add(ignore_conditional_writes())
+    result = run_cli(box.cfg, "check", env=box.env)
+    assert result.returncode == 1
+    (line,) = [
+        ln for ln in result.stdout.splitlines() if ln.startswith(("ok", "FAIL")) and "storage" in ln
+    ]
+    assert line.startswith("FAIL") and "ignores If-None-Match" in line
+    box.proxy.clear()
+    good = run_cli(box.cfg, "check", env=box.env)
+    assert any(
+        ln.startswith("ok") and "conditional writes" in ln for ln in good.stdout.splitlines()
+    )
