@@ -10,6 +10,8 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 _PR_SET_PDEATHSIG = 1
 
@@ -147,3 +149,65 @@ def terminate_all(pids: set[int], timeout: float = 3.0) -> None:
             pids = {pid for pid in pids if pid_alive(pid)}
         if not pids:
             return
+
+
+class LocalServer:
+    """One server process on 127.0.0.1 in ``workdir``, on a free (or given) port.
+
+    Subclasses give ``name`` and ``log_name`` and implement :meth:`_start_once` (spawn and
+    wait until ready). Starting retries on another port when a race took the chosen one.
+    """
+
+    host = "127.0.0.1"
+    name = "server"
+    log_name = "server.log"
+    start_attempts = 3
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        from harness.ports import free_port  # noqa: PLC0415 - ports imports nothing of ours
+
+        self.workdir = Path(workdir)
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port(self.host)
+        self.log_path = self.workdir / self.log_name
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """PID of the running server."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self._proc.pid
+
+    def start(self) -> Self:
+        """Start and wait until ready; retry on a fresh port when the chosen one was taken."""
+        from harness.ports import free_port  # noqa: PLC0415
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(self.start_attempts):
+            try:
+                self._start_once()
+                return self
+            except ServerStartError:
+                if self._fixed_port or attempt == self.start_attempts - 1:
+                    raise
+                self.port = free_port(self.host)
+        return self  # pragma: no cover - the loop returns or raises
+
+    def _start_once(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server by its PID (SIGTERM, then SIGKILL). Idempotent."""
+        stop_process(self._proc)
+
+    def __enter__(self) -> Self:
+        return self if self._proc is not None and self._proc.poll() is None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness import Dovecot, MailUser, MotoS3
+from harness.process import log_tail
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,3 +105,21 @@ def split_objects(objects: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str
     raws = {k: v for k, v in objects.items() if "/raw/" in k}
     docs = {k: v for k, v in objects.items() if "/json/" in k}
     return raws, docs
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
+    """Poll ``predicate`` until true; on timeout fail with the tails of ``logs``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p}\n{log_tail(p, 60)}" for p in logs)
+            raise AssertionError(f"condition not met in {timeout}s\n{tails}")
+        time.sleep(0.3)
+
+
+def assert_stored_exactly_once(s3: MotoS3, bucket: str, expected: Iterable[bytes]) -> None:
+    """Every expected message is a raw object exactly once, each with its one JSON."""
+    raws, docs = split_objects(bucket_objects(s3, bucket))
+    assert sorted(raws.values()) == sorted(expected)
+    assert len(docs) == len(raws)
+    assert {json.loads(d)["raw_key"] for d in docs.values()} == set(raws)

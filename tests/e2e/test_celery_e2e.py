@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import account_entry, bucket_objects, password_env, split_objects, write_config
+from support import (
+    account_entry,
+    bucket_objects,
+    password_env,
+    split_objects,
+    wait_until,
+    write_config,
+)
 
 from harness import Dovecot, MotoS3, as_pop3, corpus_files
 from harness.celery_procs import CeleryProcess
-from harness.process import log_tail
 
 pytestmark = pytest.mark.e2e
 
@@ -51,16 +57,6 @@ def _task_bodies(commands: list[str]) -> list[str]:
     return bodies
 
 
-def _wait(predicate, timeout: float, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {p}\n{log_tail(p, 40)}" for p in logs)
-    raise AssertionError(f"condition not met in {timeout}s\n{tails}")
-
-
 def test_beat_and_workers_drain_two_accounts_without_secrets_in_the_broker(
     tmp_path: Path, dovecot: Dovecot, s3_server: MotoS3, bucket: str, redis_url: str
 ) -> None:
@@ -89,9 +85,9 @@ def test_beat_and_workers_drain_two_accounts_without_secrets_in_the_broker(
     logs = [worker.log_path, beat.log_path]
     try:
         with worker, beat:
-            _wait(lambda: all(dovecot.message_count(u.name) == 0 for u in users), 90, logs)
+            wait_until(lambda: all(dovecot.message_count(u.name) == 0 for u in users), 90, logs)
             raws, _ = split_objects(bucket_objects(s3_server, bucket))
-            _wait(
+            wait_until(
                 lambda: len(split_objects(bucket_objects(s3_server, bucket))[0]) == len(expected),
                 10,
                 logs,

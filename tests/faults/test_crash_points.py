@@ -7,7 +7,6 @@ second raw or JSON under another key), and the mailbox is empty (delete mode) or
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -15,10 +14,9 @@ from pathlib import Path
 import pytest
 from support import (
     account_entry,
-    bucket_objects,
+    assert_stored_exactly_once,
     password_env,
     run_cli,
-    split_objects,
     write_config,
 )
 
@@ -65,13 +63,6 @@ def _poll_until_unlocked(cfg: Path, env: dict[str, str], timeout: float = 20) ->
         time.sleep(0.5)
 
 
-def _assert_exactly_once(s3: MotoS3, bucket: str, expected: set[bytes]) -> None:
-    raws, docs = split_objects(bucket_objects(s3, bucket))
-    assert sorted(raws.values()) == sorted(expected)
-    assert len(docs) == len(raws)
-    assert {json.loads(d)["raw_key"] for d in docs.values()} == set(raws)
-
-
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_at_each_point_then_restart_stores_everything_once(
     point: str,
@@ -92,7 +83,7 @@ def test_kill_at_each_point_then_restart_stores_everything_once(
     if point not in {"after_quit_sent", "after_quit", "after_mark_deleted"}:
         assert dovecot.message_count(mail_user.name) == MESSAGES  # nothing committed
     _poll_until_unlocked(cfg, env)
-    _assert_exactly_once(s3_server, bucket, expected)
+    assert_stored_exactly_once(s3_server, bucket, expected)
     assert dovecot.message_count(mail_user.name) == 0
     again = _poll_until_unlocked(cfg, env)
     assert "fetched 0, stored 0" in again
@@ -116,5 +107,5 @@ def test_kill_in_keep_mode_leaves_the_mailbox_untouched(
     killed = run_cli(cfg, "poll", "support", env={**env, "INGEST_FAILPOINT": f"{point}:{nth}"})
     assert killed.returncode == -signal.SIGKILL
     _poll_until_unlocked(cfg, env)
-    _assert_exactly_once(s3_server, bucket, expected)
+    assert_stored_exactly_once(s3_server, bucket, expected)
     assert dovecot.message_count(mail_user.name) == MESSAGES

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,13 @@ from support import (
     password_env,
     run_cli,
     split_objects,
+    wait_until,
     write_config,
 )
 
 from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files
 from harness.celery_procs import CeleryProcess
-from harness.process import descendants, log_tail, pid_alive
+from harness.process import descendants, pid_alive
 
 SECONDS = float(os.environ.get("INGEST_SOAK_SECONDS", "12"))
 SEED = int(os.environ.get("INGEST_SOAK_SEED", str(random.SystemRandom().randrange(10**6))))
@@ -59,15 +59,6 @@ class Mail:
         assert len(docs) == len(raws)
         for account, user in users.items():
             assert self.dovecot.message_count(user.name) == 0, account
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p}\n{log_tail(p, 40)}" for p in logs)
-            raise AssertionError(f"mailboxes not drained in {timeout}s\n{tails}")
-        time.sleep(0.5)
 
 
 def _kill_tree(worker: CeleryProcess) -> None:
@@ -136,7 +127,9 @@ def test_random_sigkills_of_celery_workers_lose_and_double_nothing(
                 account = rng.choice(list(users))
                 mail.deliver(account, users[account], rng.randrange(0, 3))
             logs = [w.log_path for w in workers]
-            _wait(lambda: all(dovecot.message_count(u.name) == 0 for u in users.values()), 90, logs)
+            wait_until(
+                lambda: all(dovecot.message_count(u.name) == 0 for u in users.values()), 90, logs
+            )
         finally:
             for w in workers:
                 if w.proc is not None and w.alive():

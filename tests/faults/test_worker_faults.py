@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import redis
 from support import (
     ROOT,
     account_entry,
-    bucket_objects,
+    assert_stored_exactly_once,
     password_env,
-    split_objects,
+    wait_until,
     write_config,
 )
 
@@ -40,23 +39,8 @@ def _deliver(dovecot: Dovecot, user: MailUser, files: list[Path]) -> set[bytes]:
     return {as_pop3(p.read_bytes()) for p in files}
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p}\n{log_tail(p, 60)}" for p in logs)
-            raise AssertionError(f"not reached in {timeout}s\n{tails}")
-        time.sleep(0.3)
-
-
-def _exactly_once(s3: MotoS3, bucket: str, expected: set[bytes]) -> None:
-    raws, docs = split_objects(bucket_objects(s3, bucket))
-    assert sorted(raws.values()) == sorted(expected)
-    assert {json.loads(d)["raw_key"] for d in docs.values()} == set(raws)
-
-
 @pytest.mark.e2e
-def test_worker_killed_mid_poll_is_recovered_exactly_once(
+def test_worker_killed_mid_poll_is_recoveredassert_stored_exactly_once(
     tmp_path: Path,
     dovecot: Dovecot,
     mail_user: MailUser,
@@ -83,12 +67,12 @@ def test_worker_killed_mid_poll_is_recovered_exactly_once(
     worker = CeleryProcess("worker", cfg, tmp_path / "worker.log", "--concurrency", "1", env=env)
     beat = CeleryProcess("beat", cfg, tmp_path / "beat.log", env=env)
     with worker, beat:
-        _wait(lambda: dovecot.message_count(mail_user.name) == 0, 60, [worker.log_path])
+        wait_until(lambda: dovecot.message_count(mail_user.name) == 0, 60, [worker.log_path])
     assert marker.exists()
     assert "WorkerLostError" in worker.log_path.read_text() or "SIGKILL" in (
         worker.log_path.read_text()
     )
-    _exactly_once(s3_server, bucket, expected)
+    assert_stored_exactly_once(s3_server, bucket, expected)
 
 
 class _RestartRedisAfter:
@@ -139,7 +123,7 @@ def test_redis_restart_mid_poll_loses_nothing_and_doubles_nothing(
     report = poll_account(settings, "support")
     assert report.outcome == "ok"
     assert report.already_stored >= 2  # written before the restart, found again by content
-    _exactly_once(s3_server, bucket, expected)
+    assert_stored_exactly_once(s3_server, bucket, expected)
     assert dovecot.message_count(mail_user.name) == 0
 
 
@@ -168,7 +152,7 @@ def test_concurrent_polls_of_one_mailbox_store_each_message_once(
     ]
     codes = sorted(p.wait(120) for p in procs)
     assert codes[0] == 0 and set(codes) <= {0, 75}
-    _exactly_once(s3_server, bucket, expected)
+    assert_stored_exactly_once(s3_server, bucket, expected)
     assert dovecot.message_count(mail_user.name) == 0
 
 
