@@ -29,6 +29,7 @@ from support import (
 
 from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files
 from harness.celery_procs import CeleryProcess
+from harness.pop3_proxy import Action, Fault, Pop3FaultProxy
 from harness.process import descendants, pid_alive
 
 SECONDS = float(os.environ.get("INGEST_SOAK_SECONDS", "12"))
@@ -170,6 +171,64 @@ def test_random_sigkills_of_ingest_poll_lose_and_double_nothing(
         mail.deliver("support", user, rng.randrange(0, 4))
     deadline = time.monotonic() + 30
     while (result := run_cli(cfg, "poll", "support", env=env)).returncode == 75:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert runs >= 3
+    mail.check(s3_server, bucket, {"support": user})
+
+
+def test_random_connection_cuts_lose_and_double_nothing(
+    tmp_path: Path, dovecot: Dovecot, s3_server: MotoS3, bucket: str, redis_url: str
+) -> None:
+    """Polls through a proxy that cuts, resets or stalls at a random command and byte, over
+    and over while mail arrives; then one clean poll: every message stored exactly once."""
+    rng = random.Random(SEED + 2)
+    print(f"soak seed {SEED}, {SECONDS} s")
+    user = dovecot.add_user(f"cut{SEED}", f"pw-{SEED}")
+    mail = Mail(dovecot, rng)
+    mail.deliver("support", user, 20)
+    env = {password_env("support"): user.password}
+    end = time.monotonic() + SECONDS
+    runs = 0
+    while time.monotonic() < end:
+        fault = Fault(
+            rng.choice(["RETR", "RETR", "DELE", "QUIT", "UIDL", "LIST", "CAPA"]),
+            rng.choice([Action.CUT, Action.CUT, Action.RESET, Action.STALL]),
+            nth=rng.randrange(1, 6), after_bytes=rng.randrange(0, 40_000), rst=rng.random() < 0.5,
+        )  # fmt: skip
+        with Pop3FaultProxy(dovecot.host, dovecot.pop3_port, [fault]) as proxy:
+            acct = account_entry(
+                dovecot,
+                user,
+                security="plain",
+                allow_plaintext=True,
+                host=proxy.host,
+                port=proxy.port,
+                timeout=1,
+            )
+            cfg = write_config(
+                tmp_path / "cut.yaml",
+                redis_url=redis_url,
+                s3=s3_server,
+                bucket=bucket,
+                accounts=[acct],
+                lock_ttl=2,
+            )
+            result = run_cli(cfg, "poll", "support", env=env, timeout=60)
+            assert result.returncode in (0, 1, 75), result.stderr[-2000:]
+        runs += 1
+        mail.deliver("support", user, rng.randrange(0, 3))
+    direct = write_config(
+        tmp_path / "direct.yaml",
+        redis_url=redis_url,
+        s3=s3_server,
+        bucket=bucket,
+        accounts=[account_entry(dovecot, user)],
+        lock_ttl=2,
+    )
+    deadline = time.monotonic() + 30
+    while (result := run_cli(direct, "poll", "support", env=env)).returncode == 75:
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert result.returncode == 0, result.stderr[-3000:]
