@@ -16,9 +16,7 @@ This module imports no poplib, boto3 or redis (enforced by import-linter).
 from __future__ import annotations
 
 import hashlib
-import re
 import time
-from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -39,9 +37,9 @@ from ingest.model import (
     header_block,
 )
 from ingest.parse import dump_document, parse_message
+from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.spool import Spool
 
-_VALID_UIDL = re.compile(r"^[\x21-\x7e]{1,70}$")
 Parser = Callable[..., dict[str, Any]]
 
 
@@ -83,15 +81,7 @@ class _Poll:
         records, total = self.ledger.lookup([e.uidl for e in entries])
         self.report.pruned = self._prune({e.uidl for e in entries}, len(records), total)
         marked: dict[int, tuple[str, LedgerRecord]] = {}
-        fetch = []
-        for entry in entries:
-            known = records.get(entry.uidl)
-            if self._oversize(entry):
-                continue
-            if not self._already_handled(entry, known):
-                fetch.append(entry)
-            elif known is not None and known.state is State.STORED:
-                self._delete(entry, known, marked)
+        fetch = self._triage(entries, records, marked)
         for entry, result in self.session.retrieve_many(fetch):
             failpoint("after_retr")
             stored = self._store_or_fail(entry, result, records.get(entry.uidl))
@@ -101,6 +91,28 @@ class _Poll:
         self.guard.check()
         if self.unstored():
             return self._end_without_commit()
+        return self._commit(marked)
+
+    def _triage(
+        self,
+        entries: list[MailboxEntry],
+        records: dict[str, LedgerRecord],
+        marked: dict[int, tuple[str, LedgerRecord]],
+    ) -> list[MailboxEntry]:
+        """What to fetch; messages stored in an earlier session are DELEd right away."""
+        fetch = []
+        for entry in entries:
+            known = records.get(entry.uidl)
+            if self._oversize(entry):
+                continue
+            if not self._already_handled(entry, known):
+                fetch.append(entry)
+            elif known is not None and known.state is State.STORED:
+                self._delete(entry, known, marked)
+        return fetch
+
+    def _commit(self, marked: dict[int, tuple[str, LedgerRecord]]) -> PollReport:
+        """QUIT, then mark ``deleted`` what the server accepted to delete."""
         failpoint("before_quit")
         self.session.commit()
         failpoint("after_quit")
@@ -190,17 +202,14 @@ class _Poll:
         self, entry: MailboxEntry, record: LedgerRecord | None, err: PermanentError
     ) -> None:
         """Count a message-specific failure; quarantine it after ``quarantine_after`` in a row."""
-        previous = record.failures if record and record.state is State.FAILING else 0
-        failures = previous + 1
-        quarantine = failures >= self.plan.quarantine_after
-        state = State.QUARANTINED if quarantine else State.FAILING
         reason = f"{type(err).__name__}: {err}"[:500]
-        self.ledger.put({entry.uidl: LedgerRecord(
-            state, "", entry.size, "", "", self.clock(), failures=failures, reason=reason
-        )})  # fmt: skip
-        if not quarantine:
+        failed = failure_record(entry, record, reason, self.clock(), self.plan.quarantine_after)
+        self.ledger.put({entry.uidl: failed})
+        if failed.state is not State.QUARANTINED:
             raise err
-        self.log.error("message.quarantined", uidl=entry.uidl, failures=failures, reason=reason)
+        self.log.error(
+            "message.quarantined", uidl=entry.uidl, failures=failed.failures, reason=reason
+        )
         self.report.quarantined += 1
 
     def _store(self, msg: FetchedMessage, known: LedgerRecord | None) -> LedgerRecord:
@@ -264,16 +273,11 @@ class _Poll:
         return self.report
 
     def _prune(self, present: set[str], found: int, total: int) -> int:
-        if total <= found:
+        if total <= found:  # every ledger entry is still listed: nothing to read or prune
             return 0
-        now = self.clock()
-        gone = {u: r for u, r in self.ledger.all_records().items() if u not in present}
-        expired = [
-            u
-            for u, r in gone.items()
-            if r.gone_since is not None and now - r.gone_since >= self.plan.grace_seconds
-        ]
-        fresh = {u: replace(r, gone_since=now) for u, r in gone.items() if r.gone_since is None}
+        fresh, expired = prune_plan(
+            self.ledger.all_records(), present, self.clock(), self.plan.grace_seconds
+        )
         self.ledger.put(fresh)
         self.ledger.remove(expired)
         return len(expired)
@@ -287,20 +291,6 @@ class _Poll:
             self.session.reset_and_quit()
         except Exception:  # noqa: BLE001 - the connection may already be broken; drop it
             self.session.abandon()
-
-
-def usable_entries(entries: list[MailboxEntry], log: Any) -> list[MailboxEntry]:
-    """Entries with a valid, unique UIDL; the rest stay on the server untouched."""
-    counts = Counter(e.uidl for e in entries)
-    usable = []
-    for entry in entries:
-        if not _VALID_UIDL.match(entry.uidl):
-            log.warning("mailbox.invalid_uidl", number=entry.number)
-        elif counts[entry.uidl] > 1:
-            log.warning("mailbox.duplicate_uidl", number=entry.number, uidl=entry.uidl)
-        else:
-            usable.append(entry)
-    return usable
 
 
 def poll(
