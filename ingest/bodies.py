@@ -2,7 +2,8 @@
 
 Limits: the feed parser recurses once per nesting level, so a thousand nested parts raise
 ``RecursionError`` inside it; ``BoundedMessage``, the parser's message factory, stops it
-below ``MAX_DEPTH`` levels and ``MAX_PARTS`` parts.
+below ``MAX_DEPTH`` levels and ``MAX_PARTS`` parts. ``extract`` decodes at most
+``MAX_DECODED_BYTES`` in all: a part that does not fit is left out, with a defect.
 
 Never call ``get_payload()`` without ``decode=True`` on a leaf: for 8-bit bodies it decodes
 by the declared charset, and a charset like punycode raises or is quadratic. Bodies are
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import Policy, compat32
 from typing import Any
@@ -21,6 +23,7 @@ from ingest.headers import clean_text, decode_bytes, decode_text, note_defects, 
 
 MAX_DEPTH = 50
 MAX_PARTS = 2000
+MAX_DECODED_BYTES = 100 * 1024 * 1024
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
@@ -54,6 +57,73 @@ class BoundedMessage(Message):
         return "application" if self.cut else super().get_content_maintype()
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One attachment or inline part: what its headers say, and its decoded bytes.
+
+    ``parent`` is the sha256 of the attachment it was unpacked from (a TNEF winmail.dat);
+    ``charset`` is the declared one, for calendars.
+    """
+
+    filename: str | None
+    content_type: str
+    disposition: str | None
+    content_id: str | None
+    data: bytes = field(repr=False)
+    sha256: str
+    parent: str | None = None
+    charset: str | None = None
+
+
+def found(
+    filename: str | None,
+    content_type: str,
+    data: bytes,
+    *,
+    disposition: str | None = None,
+    content_id: str | None = None,
+    parent: str | None = None,
+    charset: str | None = None,
+) -> Found:
+    """A ``Found`` with the sha256 of its bytes."""
+    sha = hashlib.sha256(data).hexdigest()
+    return Found(filename, content_type, disposition, content_id, data, sha, parent, charset)
+
+
+@dataclass(slots=True)
+class Extracted:
+    """What ``extract`` found: body texts in order, the first HTML body, the attachments.
+
+    ``budget`` is how many more bytes may be decoded; ``errors`` holds unexpected
+    exceptions, one per leaf they spoiled.
+    """
+
+    texts: list[str] = field(default_factory=list)
+    html: str | None = None
+    attachments: list[Found] = field(default_factory=list)
+    budget: int = 0
+    errors: list[Exception] = field(default_factory=list)
+
+    def spend(self, size: int, defects: set[str]) -> bool:
+        """Take ``size`` bytes from the decoding budget; False (noted) if they do not fit."""
+        if size > self.budget:
+            defects.add("decoded-size-limit")
+            return False
+        self.budget -= size
+        return True
+
+
+def extract(root: Message, defects: set[str]) -> Extracted:
+    """File every leaf of the tree; an exception in one leaf spoils only that leaf."""
+    out = Extracted(budget=MAX_DECODED_BYTES)
+    for part, attached in leaves(root, defects):
+        try:
+            take_leaf(out, part, attached, defects)
+        except Exception as exc:  # noqa: BLE001 - a bad part is data, never an exception
+            out.errors.append(exc)
+    return out
+
+
 def leaves(root: Message, defects: set[str]) -> Iterator[tuple[Message, bool]]:
     """Yield (leaf, inside an attachment) in document order, skipping parts cut by the parser.
 
@@ -71,36 +141,38 @@ def leaves(root: Message, defects: set[str]) -> Iterator[tuple[Message, bool]]:
             yield part, attached
             continue
         attached = attached or part.get_content_disposition() == "attachment"
-        stack.extend((child, attached) for child in reversed(_children(part)))
+        stack.extend((child, attached) for child in reversed(children(part)))
 
 
-def take_leaf(
-    doc: dict[str, Any], part: Message, attached: bool, texts: list[str], defects: set[str]
-) -> None:
-    """File a leaf as body text (into ``texts``), as the HTML body, or as an attachment."""
+def take_leaf(out: Extracted, part: Message, attached: bool, defects: set[str]) -> None:
+    """File a leaf as body text, as the HTML body, or as an attachment (if it fits)."""
     content_type = clean_text(part.get_content_type(), defects)
     disposition = _disposition(part, defects)
     filename = _filename(part, defects)
     data = _payload(part)
     note_defects(defects, part.defects)  # decoding adds some
+    if not out.spend(len(data), defects):
+        return
     is_body = content_type in _BODY_TYPES and not (attached or filename)
     is_body = is_body and disposition != "attachment"
-    if is_body and (content_type == "text/plain" or doc["html"] is None):
-        body = decode_bytes(data, part.get_content_charset(), defects).replace("\r\n", "\n")
+    charset = _charset(part, defects)
+    if is_body and (content_type == "text/plain" or out.html is None):
+        body = decode_bytes(data, charset, defects).replace("\r\n", "\n")
         if content_type == "text/plain":
-            texts.append(body)
+            out.texts.append(body)
         else:
-            doc["html"] = body
+            out.html = body
         return
-    doc["attachments"].append(
-        {
-            "filename": filename,
-            "content_type": content_type,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "disposition": disposition,
-            "content_id": _content_id(part, defects),
-        }
+    content_id = _content_id(part, defects)
+    out.attachments.append(
+        found(
+            filename,
+            content_type,
+            data,
+            disposition=disposition,
+            content_id=content_id,
+            charset=charset,
+        )
     )
 
 
@@ -116,7 +188,7 @@ def _payload(part: Message) -> bytes:
     are header blocks, each flattened in turn.
     """
     if part.is_multipart():
-        return b"".join(_flatten(child) for child in _children(part))
+        return b"".join(_flatten(child) for child in children(part))
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
 
@@ -131,11 +203,24 @@ def _flatten(part: Message) -> bytes:
     return head.encode("utf-8", "surrogateescape") + b"\n" + _payload(part)
 
 
-def _children(part: Message) -> list[Message]:
+def children(part: Message) -> list[Message]:
     """The sub-parts of a multipart part; none (and no ``get_payload()`` call) for a leaf."""
     if not part.is_multipart():
         return []
     return [child for child in part.get_payload() if isinstance(child, Message)]
+
+
+def _charset(part: Message, defects: set[str]) -> str | None:
+    """The declared charset; None (noted) when the parameter cannot even be read.
+
+    ``get_content_charset`` raises ``ValueError`` for an RFC 2231 charset name holding NUL.
+    """
+    try:
+        charset = part.get_content_charset()
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        defects.add("unknown-charset")
+        return None
+    return charset and clean_text(charset, defects)
 
 
 def _disposition(part: Message, defects: set[str]) -> str | None:

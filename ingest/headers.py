@@ -1,7 +1,8 @@
 """Decode header text safely: unfolding, 8-bit bytes, RFC 2047 words, charsets, no CR/LF/NUL.
 
 ``decode_bytes`` (declared charset, then UTF-8, then lossy) also decodes bodies for
-``ingest.bodies``, and ``note_defects`` records the stdlib parsers' defect objects as data.
+``ingest.bodies``, ``note_defects`` records the stdlib parsers' defect objects as data, and
+``raw_value`` shows a field body as written, for the documents' ``headers[].raw``.
 
 CVE-2024-6923 (header folding does not quote CR/LF), unfixed in this interpreter (3.11.7):
 an RFC 2047 word can decode to CR, LF or NUL, and whoever re-serialises that text injects
@@ -21,6 +22,8 @@ _UNSAFE = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _ESCAPED_BYTES = re.compile(r"[\udc80-\udcff]+")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# What raw_value escapes: controls other than tab, and the characters that break lines.
+_RAW_ESCAPED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 # Text codecs that are quadratic (punycode), refuse errors="replace" (idna) or can emit lone
 # surrogates (the escape codecs): no honest mail declares them.
 _UNSAFE_CODECS = frozenset({"idna", "punycode", "raw-unicode-escape", "unicode-escape"})
@@ -37,7 +40,27 @@ def unfold(value: str, defects: set[str]) -> str:
     Only a line break followed by a space or tab is folding; any other CR or LF is left
     for ``clean_text`` to replace and report.
     """
-    return recover_8bit(_FOLD.sub("", value), defects)
+    return recover_8bit(unfold_raw(value), defects)
+
+
+def unfold_raw(value: str) -> str:
+    """A header value as the parser holds it (8-bit bytes as surrogate escapes), unfolded."""
+    return _FOLD.sub("", value)
+
+
+def raw_value(value: str) -> str:
+    """An unfolded field body as written: UTF-8 decoded, any other byte and any control
+    character (tab aside) shown as a ``\\xNN`` escape, so it is always valid, one-line JSON.
+    """
+    if not value.isascii():
+        try:
+            data = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte: not from a parser
+            data = replace_surrogates(value).encode("utf-8")
+        value = data.decode("utf-8", "backslashreplace")
+    if _RAW_ESCAPED.search(value) is None:
+        return value
+    return _RAW_ESCAPED.sub(_escape_char, value)
 
 
 def decode_text(value: str, defects: set[str]) -> str:
@@ -109,6 +132,11 @@ def replace_surrogates(text: str) -> str:
 def note_defects(defects: set[str], found: Iterable[object]) -> None:
     """Record defects the stdlib parsers report as objects by their class names."""
     defects.update(type(defect).__name__ for defect in found)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _decode_run(run: str, defects: set[str]) -> str:

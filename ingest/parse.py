@@ -1,5 +1,9 @@
 """Turn one raw RFC 5322 message into a deterministic JSON document, without ever raising.
 
+The document's shape is ``ingest/schema/message.schema.json`` (``SCHEMA_VERSION``); this
+module runs the extraction steps, each under its own guard, and ``attachment_payloads``
+hands the pipeline the bytes of exactly the attachments a document lists.
+
 Policy: a ``compat32`` subclass, not ``policy.default``. With ``policy.default`` every header
 access builds a header object through ``email.headerregistry`` (in 3.11 that raises, e.g.
 ``ValueError`` for a display name holding an encoded CR/LF), ``get_content()`` raises
@@ -17,9 +21,9 @@ space and the ``header-crlf`` defect is recorded).
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC
 from email import message_from_bytes
 from email.message import Message
@@ -28,19 +32,35 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ingest.addresses import AddressBudget, extract_mailboxes
-from ingest.bodies import BoundedMessage, leaves, take_leaf
-from ingest.headers import clean_text, decode_text, recover_8bit, replace_surrogates, unfold
+from ingest.attachments import entry, unpacked
+from ingest.bodies import BoundedMessage, Extracted, Found, extract
+from ingest.classify import classify
+from ingest.headers import (
+    clean_text,
+    decode_text,
+    raw_value,
+    recover_8bit,
+    replace_surrogates,
+    unfold_raw,
+)
+from ingest.render import html_to_text
+from ingest.reply import split_reply
+from ingest.threads import message_id, message_ids, thread_subject, ticket_ref
 
-PARSER_VERSION: int = 1
-SCHEMA_VERSION: int = 1
+PARSER_VERSION: int = 2
+SCHEMA_VERSION: int = 2
 
 Headers = list[tuple[str, str]]
-_ID = r"[^<>\s\x00-\x1f\x7f]+"
-_MSG_ID = re.compile(f"<({_ID})>")
-_BARE_ID = re.compile(_ID)
 # Header fields RFC 5322 allows at most once.
 _SINGLETONS = "bcc cc date from in-reply-to message-id references reply-to sender subject to"
-_ADDRESS_FIELDS = (("from", "from"), ("to", "to"), ("cc", "cc"), ("reply_to", "reply-to"))
+_ADDRESS_FIELDS = (
+    ("from", "from"), ("sender", "sender"), ("reply_to", "reply-to"), ("to", "to"), ("cc", "cc"),
+    ("bcc", "bcc"), ("delivered_to", "delivered-to"), ("return_path", "return-path"),
+)  # fmt: skip
+_NO_CLASSIFICATION = {
+    "auto_reply": False, "auto_reply_reason": None, "bounce": None, "mailing_list": None,
+    "authentication": None, "suspicious_display_name": False,
+}  # fmt: skip
 
 
 class _Policy(Compat32):
@@ -56,14 +76,35 @@ class _Policy(Compat32):
 _POLICY = _Policy(message_factory=BoundedMessage)
 
 
+@dataclass(slots=True)
+class _Job:
+    """One message being described: the document so far and what the steps share."""
+
+    doc: dict[str, Any]
+    message: Message
+    raw_headers: Headers  # unfolded, 8-bit bytes still surrogate escapes
+    headers: Headers  # unfolded, 8-bit bytes decoded; RFC 2047 words still encoded
+    defects: set[str]
+    prefix: str
+    ticket_pattern: str | None
+
+
 def parse_message(
-    raw: bytes, *, account: str, uidl: str, sha256: str, raw_key: str
+    raw: bytes,
+    *,
+    account: str,
+    uidl: str,
+    sha256: str,
+    raw_key: str,
+    prefix: str = "",
+    ticket_pattern: str | None = None,
 ) -> dict[str, Any]:
     """Build the structured JSON document for one raw RFC 5322 message. Never raises.
 
     Every key is always present. Problems become ``defects``; an unexpected exception becomes
     ``parse_error`` (its type and message, never message content), and the document keeps
-    what the other steps extracted.
+    what the other steps extracted. ``prefix`` and ``account`` build the attachments' object
+    keys; ``ticket_pattern`` is the account's regular expression for ``ticket_ref``.
     """
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -74,14 +115,30 @@ def parse_message(
         "raw_key": raw_key,
         "size": len(raw),
         **dict.fromkeys(("message_id", "in_reply_to", "date", "date_raw", "subject"), None),
-        **{key: [] for key in ("references", "from", "to", "cc", "reply_to")},
-        **{"text": None, "html": None, "attachments": [], "headers": [], "defects": []},
-        "parse_error": None,
+        **dict.fromkeys(("thread_subject", "ticket_ref", "text", "html", "text_from_html"), None),
+        **{key: [] for key, _ in _ADDRESS_FIELDS},
+        **{"references": [], "headers": [], "reply": None, "attachments": []},
+        **{"classification": dict(_NO_CLASSIFICATION), "defects": [], "parse_error": None},
     }
     defects: set[str] = set()
-    _guard(doc, _fill, doc, raw, defects)
+    _guard(doc, _fill, doc, raw, defects, prefix, ticket_pattern)
     doc["defects"] = sorted(defects)
     return doc
+
+
+def attachment_payloads(raw: bytes) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (sha256, declared content type, decoded bytes) of each attachment the document
+    of ``raw`` lists, once per sha256, within the same limits. Never raises.
+    """
+    try:
+        listed = _attachments(message_from_bytes(raw, policy=_POLICY), set())[0]
+    except Exception:  # noqa: BLE001 - the document then lists no attachment either
+        return
+    seen: set[str] = set()
+    for item in listed:
+        if item.sha256 not in seen:
+            seen.add(item.sha256)
+            yield item.sha256, item.content_type, item.data
 
 
 def dump_document(doc: dict[str, Any]) -> bytes:
@@ -118,26 +175,42 @@ def _guard(doc: dict[str, Any], step: Callable[..., None], *args: Any) -> None:
     try:
         step(*args)
     except Exception as exc:  # noqa: BLE001 - a bad message is data, never an exception
-        if doc["parse_error"] is None:
-            text = f"{type(exc).__name__}: {exc}"[:300]
-            doc["parse_error"] = clean_text(text, set())
+        _note_error(doc, exc)
 
 
-def _fill(doc: dict[str, Any], raw: bytes, defects: set[str]) -> None:
+def _note_error(doc: dict[str, Any], exc: Exception) -> None:
+    if doc["parse_error"] is None:
+        doc["parse_error"] = clean_text(f"{type(exc).__name__}: {exc}"[:300], set())
+
+
+def _fill(
+    doc: dict[str, Any], raw: bytes, defects: set[str], prefix: str, pattern: str | None
+) -> None:
     """Parse, then run each extraction step on its own, so one failure spoils only itself."""
     message = message_from_bytes(raw, policy=_POLICY)
-    headers = [(name, unfold(str(value), defects)) for name, value in message.raw_items()]
-    for step in (_fill_headers, _fill_envelope, _fill_addresses, _fill_body):
-        _guard(doc, step, doc, message, headers, defects)
+    raw_headers = [(name, unfold_raw(str(value))) for name, value in message.raw_items()]
+    headers = [(name, recover_8bit(value, defects)) for name, value in raw_headers]
+    job = _Job(doc, message, raw_headers, headers, defects, prefix, pattern)
+    steps = (_fill_headers, _fill_envelope, _fill_addresses, _fill_body, _fill_threading)
+    for step in (*steps, _fill_classification):
+        _guard(doc, step, job)
 
 
-def _fill_headers(doc: dict[str, Any], _: Message, headers: Headers, defects: set[str]) -> None:
-    doc["headers"] = [[clean_text(k, defects), decode_text(v, defects)] for k, v in headers]
-    counts = Counter(name.lower() for name, _ in headers)
-    defects.update(f"duplicate-{name}" for name in _SINGLETONS.split() if counts[name] > 1)
+def _fill_headers(job: _Job) -> None:
+    """Every header in order: name, decoded value, and the raw value where they differ."""
+    entries = []
+    for (name, value), (_, written) in zip(job.headers, job.raw_headers, strict=True):
+        decoded = decode_text(value, job.defects)
+        shown = raw_value(written)
+        raw = None if shown == decoded else shown
+        entries.append({"name": clean_text(name, job.defects), "value": decoded, "raw": raw})
+    job.doc["headers"] = entries
+    counts = Counter(name.lower() for name, _ in job.headers)
+    job.defects.update(f"duplicate-{name}" for name in _SINGLETONS.split() if counts[name] > 1)
 
 
-def _fill_envelope(doc: dict[str, Any], _: Message, headers: Headers, defects: set[str]) -> None:
+def _fill_envelope(job: _Job) -> None:
+    doc, headers, defects = job.doc, job.headers, job.defects
     subject = _first(headers, "subject")
     doc["subject"] = None if subject is None else decode_text(subject, defects)
     date = _first(headers, "date")
@@ -146,27 +219,55 @@ def _fill_envelope(doc: dict[str, Any], _: Message, headers: Headers, defects: s
     else:
         doc["date_raw"] = clean_text(date.strip(), defects)
         doc["date"] = _parse_date(doc["date_raw"], defects)
-    doc["message_id"] = _message_id(_first(headers, "message-id"), defects)
-    doc["in_reply_to"] = next(iter(_msg_ids(_all(headers, "in-reply-to"))), None)
-    doc["references"] = _msg_ids(_all(headers, "references"))
+    doc["message_id"] = message_id(_first(headers, "message-id"), defects)
+    doc["in_reply_to"] = next(iter(message_ids(_all(headers, "in-reply-to"))), None)
+    doc["references"] = message_ids(_all(headers, "references"))
 
 
-def _fill_addresses(doc: dict[str, Any], _: Message, headers: Headers, defects: set[str]) -> None:
+def _fill_addresses(job: _Job) -> None:
     budget = AddressBudget()
     for key, field in _ADDRESS_FIELDS:
-        found = [
-            pair for v in _all(headers, field) for pair in extract_mailboxes(v, budget, defects)
-        ]
-        doc[key] = [{"name": name, "address": address} for name, address in found]
-    if not _all(headers, "from"):
-        defects.add("missing-from")
+        values = [v for v in _all(job.headers, field) if v.strip() != "<>"]  # null return path
+        found = [pair for v in values for pair in extract_mailboxes(v, budget, job.defects)]
+        job.doc[key] = [{"name": name, "address": address} for name, address in found]
+    if not _all(job.headers, "from"):
+        job.defects.add("missing-from")
 
 
-def _fill_body(doc: dict[str, Any], message: Message, _: Headers, defects: set[str]) -> None:
-    texts: list[str] = []
-    for part, attached in leaves(message, defects):
-        _guard(doc, take_leaf, doc, part, attached, texts, defects)
-    doc["text"] = "\n".join(texts) if texts else None
+def _fill_body(job: _Job) -> None:
+    """Bodies and attachments; an HTML-only body is rendered, a text one split as a reply."""
+    doc = job.doc
+    listed, out = _attachments(job.message, job.defects)
+    for exc in out.errors:
+        _note_error(doc, exc)
+    account = doc["account"]
+    doc["attachments"] = [entry(item, job.prefix, account, job.defects) for item in listed]
+    doc["text"] = "\n".join(out.texts) if out.texts else None
+    doc["html"] = out.html
+    if doc["text"] is None and out.html is not None:
+        doc["text_from_html"] = html_to_text(out.html, job.defects)
+    body = doc["text"] if doc["text"] is not None else doc["text_from_html"]
+    doc["reply"] = None if body is None else split_reply(body)
+
+
+def _fill_threading(job: _Job) -> None:
+    doc = job.doc
+    doc["thread_subject"] = thread_subject(doc["subject"])
+    body = doc["text"] if doc["text"] is not None else doc["text_from_html"]
+    doc["ticket_ref"] = ticket_ref(job.ticket_pattern, doc["subject"], body, job.defects)
+
+
+def _fill_classification(job: _Job) -> None:
+    senders = [item["address"] for item in job.doc["from"]]
+    job.doc["classification"] = classify(
+        job.message, job.headers, job.doc["subject"], senders, job.defects
+    )
+
+
+def _attachments(message: Message, defects: set[str]) -> tuple[list[Found], Extracted]:
+    """The attachments a document lists, TNEF contents included, and the extraction."""
+    out = extract(message, defects)
+    return unpacked(out, defects), out
 
 
 def _first(headers: Headers, name: str) -> str | None:
@@ -187,19 +288,3 @@ def _parse_date(value: str, defects: set[str]) -> str | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         defects.add("invalid-date")
         return None
-
-
-def _msg_ids(values: list[str]) -> list[str]:
-    """Message ids without their angle brackets, as JMAP (RFC 8621) reports them."""
-    return [found for value in values for found in _MSG_ID.findall(value)]
-
-
-def _message_id(value: str | None, defects: set[str]) -> str | None:
-    if value is None:
-        return None
-    ids = _msg_ids([value])
-    if ids:
-        return ids[0]
-    defects.add("invalid-message-id")
-    bare = value.strip()
-    return bare if _BARE_ID.fullmatch(bare) else None

@@ -11,8 +11,10 @@ from ingest.headers import (
     decode_bytes,
     decode_text,
     decode_words,
+    raw_value,
     recover_8bit,
     unfold,
+    unfold_raw,
 )
 
 UNSAFE = ("\r", "\n", "\x00", "\u2028", "\x85")
@@ -80,3 +82,16 @@ def test_decode_bytes_falls_back_from_a_wrong_or_unsafe_charset() -> None:
     assert defects == {"charset-mismatch"}
     assert decode_bytes(b"abc-", "punycode", defects) == "abc-"
     assert "unknown-charset" in defects
+
+
+def test_raw_value_shows_the_field_as_written() -> None:
+    """UTF-8 reads as text; other bytes and control characters become escapes; tab stays."""
+    as_parsed = "caf\udcc3\udca9 \udce9\tx\x00y\r\nz\u2028"
+    assert raw_value(as_parsed) == "café \\xe9\tx\\x00y\\x0d\\x0az\\u2028"
+    assert raw_value("=?utf-8?q?a?=") == "=?utf-8?q?a?="
+    assert raw_value("\ud800") == "\ufffd"  # a surrogate no parser produces
+
+
+def test_unfold_raw_keeps_bytes_escaped() -> None:
+    """Folding goes; 8-bit bytes stay as the parser's escapes for raw_value to show."""
+    assert unfold_raw("a\r\n b\udce9") == "a b\udce9"
