@@ -7,6 +7,7 @@ never inlined, and only read by :func:`read_secret` when a session is about to l
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -104,6 +105,9 @@ class AccountConfig(_Frozen):
     )  # fmt: skip
     delete: Literal["after_store", "never"] = "after_store"
     interval: int = Field(default=60, ge=1)
+    ticket_pattern: str | None = Field(
+        default=None, description="regex; its first group from the subject becomes ticket_ref"
+    )
     max_message_size: int | None = Field(
         default=None, ge=1, description="bytes (LIST size); larger messages stay on the server"
     )
@@ -139,6 +143,13 @@ class AccountConfig(_Frozen):
             raise ValueError(f"ca_file {self.ca_file} is not a readable file")
         if any(c in self.username for c in "\r\n\0"):
             raise ValueError("username must not contain CR, LF or NUL")
+        if self.ticket_pattern is not None:
+            try:
+                re.compile(self.ticket_pattern)
+            except re.error as err:
+                raise ValueError(
+                    f"ticket_pattern is not a valid regular expression: {err}"
+                ) from None
         return self
 
     @property

@@ -36,7 +36,7 @@ from ingest.model import (
     State,
     header_block,
 )
-from ingest.parse import dump_document, parse_message
+from ingest.parse import attachment_payloads, dump_document, parse_message
 from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.spool import Spool
 
@@ -54,6 +54,7 @@ class PollPlan:
     quarantine_after: int = 3
     parse_max_bytes: int = 25 * 1024 * 1024
     max_message_size: int | None = None  # larger messages are left on the server
+    ticket_pattern: str | None = None
 
 
 @dataclass(slots=True)
@@ -234,16 +235,27 @@ class _Poll:
         )  # fmt: skip
 
     def _document(self, msg: FetchedMessage, raw_key: str) -> dict[str, Any]:
-        """The JSON document; above ``parse_max_bytes`` only the header block is parsed."""
+        """The JSON document, with each attachment stored first under its own content key.
+
+        Above ``parse_max_bytes`` only the header block is parsed (and no attachment stored).
+        """
         whole = msg.raw.size <= self.plan.parse_max_bytes
         data = msg.raw.read() if whole else header_block(msg.raw.head())
         doc = self.parse(
-            data, account=msg.account, uidl=msg.entry.uidl, sha256=msg.sha256, raw_key=raw_key
-        )
+            data, account=msg.account, uidl=msg.entry.uidl, sha256=msg.sha256, raw_key=raw_key,
+            prefix=self.plan.prefix, ticket_pattern=self.plan.ticket_pattern,
+        )  # fmt: skip
         if not whole:
             doc["size"] = msg.raw.size
             doc["defects"] = [*doc.get("defects", []), "body-not-parsed-too-large"]
+        elif doc.get("attachments"):
+            self._store_attachments(msg.account, data)
         return doc
+
+    def _store_attachments(self, account: str, raw: bytes) -> None:
+        for sha256, content_type, payload in attachment_payloads(raw):
+            key = keys.attachment_key(self.plan.prefix, account, sha256)
+            self.store.put(key, Spool.of(payload), content_type or "application/octet-stream")
 
     def _count(
         self, put: Put, msg: FetchedMessage, raw_key: str, known: LedgerRecord | None

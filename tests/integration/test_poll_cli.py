@@ -7,6 +7,7 @@ import json
 import secrets
 from pathlib import Path
 
+from jsonschema import Draft202012Validator
 from support import (
     account_entry,
     bucket_objects,
@@ -17,6 +18,9 @@ from support import (
 )
 
 from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files
+from ingest import parse
+
+SCHEMA = Path(parse.__file__).parent / "schema" / "message.schema.json"
 
 
 def _deliver_corpus(dovecot: Dovecot, user: MailUser) -> set[bytes]:
@@ -51,20 +55,43 @@ def test_poll_stores_the_whole_corpus_exactly_and_empties_the_mailbox(
     assert first.returncode == 0, first.stderr[-3000:]
     assert "support: ok" in first.stdout
 
-    raws, docs = split_objects(bucket_objects(s3_server, bucket))
+    objects = bucket_objects(s3_server, bucket)
+    raws, docs = split_objects(objects)
     assert set(raws.values()) == expected and len(raws) == len(expected)
     assert all(k.startswith("mail/v1/support/raw/") for k in raws)
     assert len(docs) == len(raws)
+    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+    attachment_keys = set()
     for body in docs.values():
         doc = json.loads(body)
+        validator.validate(doc)
         assert hashlib.sha256(raws[doc["raw_key"]]).hexdigest() == doc["sha256"]
         assert doc["account"] == "support"
+        for att in doc["attachments"]:
+            assert hashlib.sha256(objects[att["key"]]).hexdigest() == att["sha256"]
+            attachment_keys.add(att["key"])
+    assert attachment_keys  # the corpus has attachments: each stored once under its content key
+    assert set(objects) == set(raws) | set(docs) | attachment_keys
     assert dovecot.message_count(mail_user.name) == 0
 
     second = run_cli(cfg, "poll", "support", env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "listed 0, fetched 0, stored 0" in second.stdout
-    assert len(bucket_objects(s3_server, bucket)) == len(raws) + len(docs)
+    assert bucket_objects(s3_server, bucket) == objects
+
+
+def test_ticket_pattern_fills_ticket_ref(
+    tmp_path: Path, dovecot: Dovecot, mail_user: MailUser, redis_url: str
+) -> None:
+    """A per-account ticket_pattern captures the ticket number from the subject."""
+    dovecot.deliver(mail_user.name, b"Subject: Re: [#4711] printer on fire\n\nstill burning\n")
+    store = tmp_path / "store"
+    acct = account_entry(dovecot, mail_user, ticket_pattern=r"\[#(\d+)\]")
+    cfg = write_config(tmp_path / "c.yaml", redis_url=redis_url, directory=store, accounts=[acct])
+    result = run_cli(cfg, "poll", "support", env={password_env("support"): mail_user.password})
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads(next(store.rglob("*.json")).read_text())
+    assert doc["ticket_ref"] == "4711" and doc["thread_subject"] == "[#4711] printer on fire"
 
 
 def test_keep_mode_over_implicit_tls_into_a_directory(
