@@ -194,3 +194,40 @@ def quarantine_retry(obj: _Ctx, name: str, uidls: tuple[str, ...], everything: b
         click.echo(f"{name}: {err}", err=True)
         sys.exit(EX_TEMPFAIL)
     click.echo(f"{name}: released {count} message(s); the next poll retries them")
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--sha", "shas", multiple=True, help="Only the message with this sha256 (repeatable)."
+)
+@click.pass_obj
+def reparse(obj: _Ctx, name: str, shas: tuple[str, ...]) -> None:
+    """Rebuild the JSON documents of account NAME from the stored raw messages.
+
+    Documents are replaced only where the rebuilt one differs (after a parser upgrade, say).
+    """
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from ingest.reparse import raw_keys  # noqa: PLC0415
+    from ingest.reparse import reparse as run  # noqa: PLC0415
+    from ingest.service import redis_client  # noqa: PLC0415
+    from ingest.store import open_store  # noqa: PLC0415
+
+    settings = obj.settings()
+    settings.account(name)
+    store = open_store(settings.storage)
+    todo = raw_keys(store, settings, name)
+    if shas:
+        todo = [k for k in todo if any(k.endswith(f"/{s}.eml") for s in shas)]
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"reparsing {name}", total=len(todo))
+        report = run(
+            settings, name, store, redis_client(settings), todo, progress=lambda: bar.advance(task)
+        )
+    click.echo(
+        f"{name}: {report.seen} raw message(s): {report.rewritten} document(s) "
+        f"rewritten, {report.unchanged} unchanged, {report.failed} failed"
+    )
+    if report.failed:
+        sys.exit(1)

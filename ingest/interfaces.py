@@ -82,6 +82,12 @@ class BlobStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def replace(self, key: str, body: Spool, content_type: str) -> None:
+        """Overwrite a *derived* object (never a raw message), verified."""
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix``."""
+
     def describe(self) -> str: ...
 
 

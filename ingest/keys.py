@@ -48,6 +48,20 @@ def raw_key(prefix: str, account: str, sha256: str) -> str:
     return _join(prefix, account, "raw", sha256[:2], f"{sha256}.eml")
 
 
+def raw_prefix(prefix: str, account: str) -> str:
+    """The key prefix under which every raw message of ``account`` lies."""
+    if not ACCOUNT_NAME.match(account):
+        raise ValueError(f"account name {account!r} does not match [a-z0-9_-]+")
+    return _join(prefix, account, "raw") + "/"
+
+
+def sha_of_raw_key(key: str) -> str | None:
+    """The sha256 a raw key was built from, or None for anything else."""
+    name = key.rsplit("/", 1)[-1]
+    sha = name.removesuffix(".eml")
+    return sha if name.endswith(".eml") and _SHA256.match(sha) else None
+
+
 def json_key(prefix: str, account: str, sha256: str) -> str:
     """Key of the structured JSON document stored beside the raw message."""
     _check(account, sha256)

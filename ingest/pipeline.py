@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from ingest import keys
+from ingest.documents import DocumentSpec, Parser, build_document, document_body
 from ingest.errors import PermanentError
 from ingest.failpoints import failpoint
 from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Put
@@ -36,11 +37,9 @@ from ingest.model import (
     State,
     header_block,
 )
-from ingest.parse import attachment_payloads, dump_document, parse_message
+from ingest.parse import parse_message
 from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.spool import Spool
-
-Parser = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,11 @@ class _Poll:
     report: PollReport
     log: Any
     safe: set[int] = field(default_factory=set)  # numbers of messages known to be stored
+
+    @property
+    def spec(self) -> DocumentSpec:
+        plan = self.plan
+        return DocumentSpec(plan.account, plan.prefix, plan.ticket_pattern, plan.parse_max_bytes)
 
     def unstored(self) -> set[int]:
         """Messages retrieved in this session and not stored: QUIT could let the server
@@ -220,8 +224,8 @@ class _Poll:
         json_key = keys.json_key(self.plan.prefix, msg.account, msg.sha256)
         put = self.store.put(raw_key, msg.raw, "message/rfc822")
         failpoint("after_raw_put")
-        doc = self._document(msg, raw_key)
-        self.store.put(json_key, Spool.of(dump_document(doc)), "application/json", must_match=False)
+        doc = build_document(self.spec, msg.raw, msg.entry.uidl, self.store, self.parse)
+        self.store.put(json_key, document_body(doc), "application/json", must_match=False)
         failpoint("after_json_put")
         if doc.get("parse_error"):
             self.report.parse_failures += 1
@@ -233,29 +237,6 @@ class _Poll:
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
             head_sha256=head,
         )  # fmt: skip
-
-    def _document(self, msg: FetchedMessage, raw_key: str) -> dict[str, Any]:
-        """The JSON document, with each attachment stored first under its own content key.
-
-        Above ``parse_max_bytes`` only the header block is parsed (and no attachment stored).
-        """
-        whole = msg.raw.size <= self.plan.parse_max_bytes
-        data = msg.raw.read() if whole else header_block(msg.raw.head())
-        doc = self.parse(
-            data, account=msg.account, uidl=msg.entry.uidl, sha256=msg.sha256, raw_key=raw_key,
-            prefix=self.plan.prefix, ticket_pattern=self.plan.ticket_pattern,
-        )  # fmt: skip
-        if not whole:
-            doc["size"] = msg.raw.size
-            doc["defects"] = [*doc.get("defects", []), "body-not-parsed-too-large"]
-        elif doc.get("attachments"):
-            self._store_attachments(msg.account, data)
-        return doc
-
-    def _store_attachments(self, account: str, raw: bytes) -> None:
-        for sha256, content_type, payload in attachment_payloads(raw):
-            key = keys.attachment_key(self.plan.prefix, account, sha256)
-            self.store.put(key, Spool.of(payload), content_type or "application/octet-stream")
 
     def _count(
         self, put: Put, msg: FetchedMessage, raw_key: str, known: LedgerRecord | None

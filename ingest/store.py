@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -136,6 +137,30 @@ class S3Store:
         except (ClientError, BotoCoreError) as err:
             raise _translate(err, f"GET {key}") from err
 
+    def replace(self, key: str, body: Spool, content_type: str) -> None:
+        """Overwrite a derived object (a rebuilt JSON document), verified like ``put``."""
+        try:
+            reply = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body.open(), ContentLength=body.size,
+                ContentType=content_type, ContentMD5=_b64(body.md5), ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(body.sha256), Metadata={"sha256": body.sha256},
+            )  # fmt: skip
+        except (ClientError, BotoCoreError) as err:
+            raise _translate(err, f"PUT {key}") from err
+        self._confirm(key, dict(reply), body.sha256, body.md5)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix``, in key order."""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+        except (ClientError, BotoCoreError) as err:
+            raise _translate(err, f"LIST {prefix}") from err
+
 
 def _etag_is_md5(reply: dict[str, Any]) -> bool:
     """AWS: a single-part object's ETag is its MD5 unless encrypted with SSE-KMS or SSE-C."""
@@ -227,6 +252,34 @@ class DirectoryStore:
             return self._path(key).read_bytes()
         except OSError as err:
             raise StorageError(f"cannot read {key}: {err}") from err
+
+    def replace(self, key: str, body: Spool, content_type: str) -> None:
+        """Overwrite a derived object atomically (temp file, fsync, rename), then verify."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                shutil.copyfileobj(body.open(), fh, _CHUNK)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            with path.open("rb") as stored:
+                actual = _sha256_of(stored)
+        except OSError as err:
+            raise TransientError(f"cannot write {path}: {err}") from err
+        if actual != body.sha256:
+            raise StorageError(f"{path} holds sha256 {actual}, expected {body.sha256}")
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix``, in key order (temporary files excluded)."""
+        base = self.root / prefix
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                yield path.relative_to(self.root).as_posix()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -177,7 +177,15 @@ class MemoryStore:
         return Put.CREATED
 
     def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise StorageError(f"no object {key}")
         return self.objects[key]
+
+    def replace(self, key: str, body: Spool, content_type: str) -> None:
+        self.objects[key] = body.read()
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        yield from sorted(k for k in self.objects if k.startswith(prefix))
 
     def describe(self) -> str:
         return "memory"

@@ -90,3 +90,21 @@ def test_s3_missing_bucket_is_a_permanent_storage_error(s3_server: MotoS3) -> No
     cfg = StorageConfig(url="s3://no-such-bucket-here", endpoint_url=s3_server.endpoint_url)
     with pytest.raises(StorageError):
         S3Store(cfg).put("k.eml", Spool.of(DATA), "message/rfc822")
+
+
+def test_replace_overwrites_derived_objects_and_keys_lists_them(make_store) -> None:
+    """replace() overwrites (derived documents only); keys() lists what is under a prefix."""
+    store, _ = make_store()
+    store.put("acct/json/ab/x.json", Spool.of(DATA), "application/json")
+    store.replace("acct/json/ab/x.json", Spool.of(OTHER), "application/json")
+    assert store.get("acct/json/ab/x.json") == OTHER
+    store.put("acct/raw/ab/y.eml", Spool.of(DATA), "message/rfc822")
+    assert list(store.keys("acct/raw/")) == ["acct/raw/ab/y.eml"]
+    assert list(store.keys("nothing/")) == []
+
+
+def test_missing_object_is_a_storage_error(make_store) -> None:
+    """Reading a key that does not exist raises StorageError on every store."""
+    store, _ = make_store()
+    with pytest.raises(StorageError):
+        store.get("no/such/key")

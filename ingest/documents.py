@@ -1,0 +1,55 @@
+"""Build a message's JSON document from its raw bytes, storing its attachments first.
+
+Used by the poll and by ``ingest reparse``, so a rebuilt document is exactly what a poll
+would have written. Above ``parse_max_bytes`` only the header block is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ingest import keys
+from ingest.interfaces import BlobStore
+from ingest.model import header_block
+from ingest.parse import attachment_payloads, dump_document, parse_message
+from ingest.spool import Spool
+
+Parser = Callable[..., dict[str, Any]]
+TOO_LARGE = "body-not-parsed-too-large"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentSpec:
+    """Where a document's parts go and how it is parsed."""
+
+    account: str
+    prefix: str = ""
+    ticket_pattern: str | None = None
+    parse_max_bytes: int = 25 * 1024 * 1024
+
+
+def build_document(
+    spec: DocumentSpec, raw: Spool, uidl: str, store: BlobStore, parse: Parser = parse_message
+) -> dict[str, Any]:
+    """The JSON document of ``raw``; each attachment is stored under its content key first."""
+    raw_key = keys.raw_key(spec.prefix, spec.account, raw.sha256)
+    whole = raw.size <= spec.parse_max_bytes
+    data = raw.read() if whole else header_block(raw.head())
+    doc = parse(
+        data, account=spec.account, uidl=uidl, sha256=raw.sha256, raw_key=raw_key,
+        prefix=spec.prefix, ticket_pattern=spec.ticket_pattern,
+    )  # fmt: skip
+    if not whole:
+        doc["size"] = raw.size
+        doc["defects"] = [*doc.get("defects", []), TOO_LARGE]
+    elif doc.get("attachments"):
+        for sha256, content_type, payload in attachment_payloads(data):
+            key = keys.attachment_key(spec.prefix, spec.account, sha256)
+            store.put(key, Spool.of(payload), content_type or "application/octet-stream")
+    return doc
+
+
+def document_body(doc: dict[str, Any]) -> Spool:
+    return Spool.of(dump_document(doc))
