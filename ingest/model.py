@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +22,15 @@ def header_block(raw: bytes) -> bytes:
     """The header section up to and including the empty line: what ``TOP n 0`` returns."""
     end = raw.find(b"\r\n\r\n")
     return raw if end < 0 else raw[: end + 4]
+
+
+_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(?:\r\n[ \t]+)?(<[^>\r\n]{1,998}>)")
+
+
+def message_id_of(head: bytes) -> str:
+    """The Message-ID in a header block, as written (with its angle brackets), or ''."""
+    match = _MESSAGE_ID.search(head)
+    return match.group(1).decode("ascii", "replace") if match else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +61,10 @@ class LedgerRecord:
 
     ``head_sha256`` is the SHA-256 of the message's header block (up to and including the
     first empty line), compared with a ``TOP n 0`` reply before a message stored in an
-    earlier session is deleted. ``failures`` and ``reason`` describe a message that could
-    not be stored (states ``failing`` and ``quarantined``).
+    earlier session is deleted. ``body_sha256`` (everything after the header block) and
+    ``message_id`` recognise a message whose headers the server rewrote (GNU Mailutils adds
+    Status and X-UID fields after each session). ``failures`` and ``reason`` describe a
+    message that could not be stored (states ``failing`` and ``quarantined``).
     """
 
     state: State
@@ -65,6 +77,8 @@ class LedgerRecord:
     head_sha256: str = ""
     failures: int = 0
     reason: str = ""
+    body_sha256: str = ""
+    message_id: str = ""
 
 
 @dataclass(slots=True)

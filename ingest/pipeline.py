@@ -36,6 +36,7 @@ from ingest.model import (
     PollReport,
     State,
     header_block,
+    message_id_of,
 )
 from ingest.parse import parse_message
 from ingest.rules import failure_record, prune_plan, usable_entries
@@ -140,41 +141,57 @@ class _Poll:
         return True
 
     def _already_handled(self, entry: MailboxEntry, record: LedgerRecord | None) -> bool:
-        """True for a quarantined message (left alone) or one stored in an earlier session."""
+        """True for a quarantined message (left alone) or one stored in an earlier session
+        whose size and header block are unchanged; anything else is fetched and compared."""
         if record is None or record.size != entry.size:
             return False
         if record.state is State.QUARANTINED:
             self.report.quarantined += 1
             return True
-        if record.state is not State.STORED or not self._same_message(entry, record):
+        if record.state is not State.STORED or not self._headers_match(entry, record):
             return False
-        self.safe.add(entry.number)
-        self.report.already_stored += 1
+        self._known_stored(entry, record)
         if record.gone_since is not None:
             self.ledger.put({entry.uidl: replace(record, gone_since=None)})
         return True
 
-    def _same_message(self, entry: MailboxEntry, record: LedgerRecord) -> bool:
-        """Before DELE of a message stored earlier: same size (given) and same content.
+    def _known_stored(self, entry: MailboxEntry, record: LedgerRecord) -> None:
+        self.safe.add(entry.number)
+        self.report.already_stored += 1
 
-        The header block (TOP) is compared, or, when the identity itself was derived from
-        the headers (a server without UIDL), the SHA-256 of the whole message.
+    def _headers_match(self, entry: MailboxEntry, record: LedgerRecord) -> bool:
+        """Before DELE of a message stored earlier, a cheap check of its header block (TOP).
+
+        Without UIDL the identity itself comes from the headers, so only the full
+        comparison after RETR (:meth:`_same_content`) can tell.
         """
         if not self.plan.delete:
             return True
         if self.session.content_identity:
-            with closing(self.session.retrieve(entry)) as spool:
-                same = spool.sha256 == record.sha256
-        else:
-            head = self.session.headers(entry)
-            same = (
-                head is None
-                or not record.head_sha256
-                or hashlib.sha256(head).hexdigest() == record.head_sha256
-            )
-        if not same:
-            self.log.warning("message.identity_mismatch", uidl=entry.uidl)
-        return same
+            return False
+        head = self.session.headers(entry)
+        if head is None or not record.head_sha256:
+            return True
+        if hashlib.sha256(head).hexdigest() == record.head_sha256:
+            return True
+        self.log.info("message.headers_changed", uidl=entry.uidl)
+        return False
+
+    @staticmethod
+    def _same_content(known: LedgerRecord | None, raw: Spool) -> bool:
+        """The message stored under this UIDL before: the same bytes, or the same body and
+        Message-ID under headers the server rewrote."""
+        if known is None or known.state not in (State.STORED, State.DELETED):
+            return False
+        if raw.sha256 == known.sha256:
+            return True
+        if not known.body_sha256:
+            return False
+        head = header_block(raw.head())
+        return (
+            raw.sha256_from(len(head)) == known.body_sha256
+            and message_id_of(head) == known.message_id
+        )
 
     def _delete(
         self, entry: MailboxEntry, record: LedgerRecord, marked: dict[int, tuple[str, LedgerRecord]]
@@ -194,6 +211,8 @@ class _Poll:
                 raise result
             self.report.fetched += 1
             with closing(result):
+                if known is not None and self._same_content(known, result):
+                    return self._refreshed(entry, known, result)
                 stored = self._store(FetchedMessage(self.plan.account, entry, result), known)
         except PermanentError as err:
             self._failed(entry, known, err)
@@ -202,6 +221,19 @@ class _Poll:
         failpoint("after_mark_stored")
         self.safe.add(entry.number)
         return stored
+
+    def _refreshed(self, entry: MailboxEntry, known: LedgerRecord, raw: Spool) -> LedgerRecord:
+        """Already stored: only the server's copy changed (size, headers). Nothing is stored
+        again; the ledger learns the new size and header hash."""
+        if raw.sha256 != known.sha256:
+            self.log.info("message.rewritten_by_server", uidl=entry.uidl, size=entry.size)
+        head = hashlib.sha256(header_block(raw.head())).hexdigest()
+        record = replace(
+            known, state=State.STORED, size=entry.size, head_sha256=head, gone_since=None
+        )
+        self.ledger.put({entry.uidl: record})
+        self._known_stored(entry, record)
+        return record
 
     def _failed(
         self, entry: MailboxEntry, record: LedgerRecord | None, err: PermanentError
@@ -232,10 +264,11 @@ class _Poll:
             log.warning("message.parse_failed", error=doc["parse_error"])
         self._count(put, msg, raw_key, known)
         log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value)
-        head = hashlib.sha256(header_block(msg.raw.head())).hexdigest()
+        head = header_block(msg.raw.head())
         return LedgerRecord(
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
-            head_sha256=head,
+            head_sha256=hashlib.sha256(head).hexdigest(),
+            body_sha256=msg.raw.sha256_from(len(head)), message_id=message_id_of(head),
         )  # fmt: skip
 
     def _count(

@@ -55,5 +55,14 @@ class Spool:
     def head(self, limit: int = HEAD_LIMIT) -> bytes:
         return self.open().read(limit)
 
+    def sha256_from(self, offset: int) -> str:
+        """SHA-256 of the content after the first ``offset`` bytes (read in chunks)."""
+        digest = hashlib.sha256()
+        stream = self.open()
+        stream.seek(offset)
+        while chunk := stream.read(1024 * 1024):
+            digest.update(chunk)
+        return digest.hexdigest()
+
     def close(self) -> None:
         self._file.close()

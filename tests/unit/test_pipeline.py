@@ -275,3 +275,41 @@ def test_retr_error_on_one_message_counts_towards_its_quarantine() -> None:
     assert report.quarantined == 1 and w.ledger.records["uid-2"].state is State.QUARANTINED
     w.poll()
     assert list(w.drop.messages) == ["uid-2"] and len(w.raw_objects()) == 2
+
+
+def _rewrite_headers(raw: bytes) -> bytes:
+    """What GNU Mailutils does after a session: status fields added to the header."""
+    return b"Status: RO\r\nX-UID: 1\r\n" + raw
+
+
+def test_headers_rewritten_by_the_server_are_not_a_new_message() -> None:
+    """Same UIDL, same body and Message-ID, new header fields: stored once, not twice."""
+    w = World(_drop(), delete=False)
+    w.poll()
+    for uidl, raw in list(w.drop.messages.items()):
+        w.drop.messages[uidl] = _rewrite_headers(raw)
+    report = w.poll()
+    assert report.stored == 0 and report.already_stored == 3 and len(w.raw_objects()) == 3
+    again = w.poll()  # the ledger learnt the new sizes: nothing is even fetched now
+    assert again.fetched == 0 and w.session.retrieved_uidls == []
+
+
+def test_rewritten_message_after_a_lost_quit_is_deleted_not_stored_again() -> None:
+    """Crash before QUIT, then the server rewrites headers: DELE follows, no second copy."""
+    w = World(_drop())
+    with pytest.raises(TransientError):
+        w.poll(fail_quit=1)
+    for uidl, raw in list(w.drop.messages.items()):
+        w.drop.messages[uidl] = _rewrite_headers(raw)
+    report = w.poll()
+    assert report.stored == 0 and report.deleted == 3 and w.drop.messages == {}
+    assert len(w.raw_objects()) == 3
+
+
+def test_reused_uidl_with_another_body_is_a_new_message() -> None:
+    """A freed UIDL handed to a different message (Mailutils) is stored as new."""
+    w = World(_drop(RAW[0]), delete=False)
+    w.poll()
+    w.drop.messages["uid-0"] = RAW[0].replace(b"body one", b"body two, longer")
+    report = w.poll()
+    assert report.stored == 1 and len(w.raw_objects()) == 2
