@@ -174,12 +174,13 @@ class Pop3Wire:
             raise TransientError(f"POP3 connection failed while sending: {err}") from err
 
     def _readline(self) -> bytes:
-        while (end := self._buf.find(b"\r\n")) < 0:
+        """One status line; a bare LF ending (seen from some old servers) is accepted too."""
+        while (end := self._buf.find(b"\n")) < 0:
             if len(self._buf) > MAX_STATUS_LINE:
                 raise ProtocolError("status line too long")
             self._recv()
-        line = bytes(self._buf[:end])
-        del self._buf[: end + 2]
+        line = bytes(self._buf[:end]).removesuffix(b"\r")
+        del self._buf[: end + 1]
         return line
 
     def _read_multiline(self) -> bytes:

@@ -67,3 +67,10 @@ def test_a_huge_line_is_streamed_not_buffered_whole(monkeypatch: pytest.MonkeyPa
     wire._read_multiline_into(parts.append)
     assert b"".join(parts) == payload
     assert max(len(p) for p in parts) < 300_000
+
+
+def test_status_lines_with_bare_lf_are_accepted() -> None:
+    """Some old servers end status lines with LF alone; the reply is read all the same."""
+    wire = ChunkedWire([b"+OK ready\n+OK", b" two\r\n"])
+    assert wire._readline() == b"+OK ready"
+    assert wire._readline() == b"+OK two"
