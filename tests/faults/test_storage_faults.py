@@ -107,7 +107,8 @@ class Setup:
         """No stray or wrong object; with ``complete``, every message once and an empty box."""
         objects = bucket_objects(self.s3, self.bucket)
         raws, docs = split_objects(objects)
-        assert len(objects) == len(raws) + len(docs)
+        attachments = [k for k in objects if "/att/" in k]
+        assert len(objects) == len(raws) + len(docs) + len(attachments)
         assert set(raws.values()) <= set(self.expected)
         assert len(set(raws.values())) == len(raws)
         assert len(docs) <= len(raws)
