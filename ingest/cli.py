@@ -231,3 +231,75 @@ def reparse(obj: _Ctx, name: str, shas: tuple[str, ...]) -> None:
     )
     if report.failed:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
+@click.pass_obj
+def status(obj: _Ctx, as_json: bool) -> None:
+    """Per account: last poll (when, outcome, counts, error), ledger size, lock holder."""
+    import datetime as dt  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from ingest.service import redis_client  # noqa: PLC0415
+    from ingest.status import account_statuses  # noqa: PLC0415
+
+    settings = obj.settings()
+    rows = account_statuses(redis_client(settings), [a.name for a in settings.accounts])
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict()))
+        return
+    table = Table(
+        "account",
+        "last poll (UTC)",
+        "outcome",
+        "listed",
+        "stored",
+        "deleted",
+        "quarantined",
+        "ledger",
+        "lock holder",
+        "last error",
+    )
+    for r in rows:
+        when = (
+            dt.datetime.fromtimestamp(r.last_finished, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if r.last_finished
+            else "-"
+        )
+        table.add_row(
+            r.account,
+            when,
+            r.outcome,
+            str(r.listed),
+            str(r.stored),
+            str(r.deleted),
+            str(r.quarantined),
+            str(r.ledger_size),
+            r.lock_holder or "-",
+            r.error[:60],
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The whole configuration as JSON.")
+@click.pass_obj
+def accounts(obj: _Ctx, as_json: bool) -> None:
+    """The configuration as loaded (defaults filled in); secrets are never shown."""
+    from ingest.status import describe_settings  # noqa: PLC0415
+
+    data = describe_settings(obj.settings())
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for acc in data["accounts"]:
+        secret = acc.get("password_env") or acc.get("password_file") or "oauth2"
+        click.echo(
+            f"{acc['name']}: {acc['security']}://{acc['host']}:{acc['port'] or 'default'} "
+            f"user {acc['username']}, auth {acc['auth']} (secret from {secret}), "
+            f"delete {acc['delete']}, every {acc['interval']} s"
+        )
