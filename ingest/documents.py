@@ -13,7 +13,7 @@ from typing import Any
 from ingest import keys
 from ingest.interfaces import BlobStore
 from ingest.model import header_block
-from ingest.parse import attachment_payloads, dump_document, parse_message
+from ingest.parse import Payload, dump_document, parse_message
 from ingest.spool import Spool
 
 Parser = Callable[..., dict[str, Any]]
@@ -37,17 +37,18 @@ def build_document(
     raw_key = keys.raw_key(spec.prefix, spec.account, raw.sha256)
     whole = raw.size <= spec.parse_max_bytes
     data = raw.read() if whole else header_block(raw.head())
+    payloads: list[Payload] = []
     doc = parse(
         data, account=spec.account, uidl=uidl, sha256=raw.sha256, raw_key=raw_key,
-        prefix=spec.prefix, ticket_pattern=spec.ticket_pattern,
+        prefix=spec.prefix, ticket_pattern=spec.ticket_pattern, payloads=payloads,
     )  # fmt: skip
     if not whole:
         doc["size"] = raw.size
         doc["defects"] = [*doc.get("defects", []), TOO_LARGE]
-    elif doc.get("attachments"):
-        for sha256, content_type, payload in attachment_payloads(data):
-            key = keys.attachment_key(spec.prefix, spec.account, sha256)
-            store.put(key, Spool.of(payload), content_type or "application/octet-stream")
+        return doc
+    for sha256, content_type, payload in payloads:
+        key = keys.attachment_key(spec.prefix, spec.account, sha256)
+        store.put(key, Spool.of(payload), content_type or "application/octet-stream")
     return doc
 
 

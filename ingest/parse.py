@@ -76,6 +76,9 @@ class _Policy(Compat32):
 _POLICY = _Policy(message_factory=BoundedMessage)
 
 
+Payload = tuple[str, str, bytes]  # an attachment's sha256, declared type, decoded bytes
+
+
 @dataclass(slots=True)
 class _Job:
     """One message being described: the document so far and what the steps share."""
@@ -87,6 +90,7 @@ class _Job:
     defects: set[str]
     prefix: str
     ticket_pattern: str | None
+    payloads: list[Payload] | None = None
 
 
 def parse_message(
@@ -98,13 +102,16 @@ def parse_message(
     raw_key: str,
     prefix: str = "",
     ticket_pattern: str | None = None,
+    payloads: list[Payload] | None = None,
 ) -> dict[str, Any]:
     """Build the structured JSON document for one raw RFC 5322 message. Never raises.
 
     Every key is always present. Problems become ``defects``; an unexpected exception becomes
     ``parse_error`` (its type and message, never message content), and the document keeps
     what the other steps extracted. ``prefix`` and ``account`` build the attachments' object
-    keys; ``ticket_pattern`` is the account's regular expression for ``ticket_ref``.
+    keys; ``ticket_pattern`` is the account's regular expression for ``ticket_ref``. When
+    ``payloads`` is given, the listed attachments' (sha256, type, bytes) are appended to it,
+    once per sha256, from the same parse (what :func:`attachment_payloads` yields).
     """
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -121,12 +128,12 @@ def parse_message(
         **{"classification": dict(_NO_CLASSIFICATION), "defects": [], "parse_error": None},
     }
     defects: set[str] = set()
-    _guard(doc, _fill, doc, raw, defects, prefix, ticket_pattern)
+    _guard(doc, lambda: _fill(doc, raw, defects, prefix, pattern=ticket_pattern, out=payloads))
     doc["defects"] = sorted(defects)
     return doc
 
 
-def attachment_payloads(raw: bytes) -> Iterator[tuple[str, str, bytes]]:
+def attachment_payloads(raw: bytes) -> Iterator[Payload]:
     """Yield (sha256, declared content type, decoded bytes) of each attachment the document
     of ``raw`` lists, once per sha256, within the same limits. Never raises.
     """
@@ -134,6 +141,10 @@ def attachment_payloads(raw: bytes) -> Iterator[tuple[str, str, bytes]]:
         listed = _attachments(message_from_bytes(raw, policy=_POLICY), set())[0]
     except Exception:  # noqa: BLE001 - the document then lists no attachment either
         return
+    yield from _unique(listed)
+
+
+def _unique(listed: list[Found]) -> Iterator[Payload]:
     seen: set[str] = set()
     for item in listed:
         if item.sha256 not in seen:
@@ -184,13 +195,19 @@ def _note_error(doc: dict[str, Any], exc: Exception) -> None:
 
 
 def _fill(
-    doc: dict[str, Any], raw: bytes, defects: set[str], prefix: str, pattern: str | None
+    doc: dict[str, Any],
+    raw: bytes,
+    defects: set[str],
+    prefix: str,
+    *,
+    pattern: str | None,
+    out: list[Payload] | None,
 ) -> None:
     """Parse, then run each extraction step on its own, so one failure spoils only itself."""
     message = message_from_bytes(raw, policy=_POLICY)
     raw_headers = [(name, unfold_raw(str(value))) for name, value in message.raw_items()]
     headers = [(name, recover_8bit(value, defects)) for name, value in raw_headers]
-    job = _Job(doc, message, raw_headers, headers, defects, prefix, pattern)
+    job = _Job(doc, message, raw_headers, headers, defects, prefix, pattern, out)
     steps = (_fill_headers, _fill_envelope, _fill_addresses, _fill_body, _fill_threading)
     for step in (*steps, _fill_classification):
         _guard(doc, step, job)
@@ -242,6 +259,8 @@ def _fill_body(job: _Job) -> None:
         _note_error(doc, exc)
     account = doc["account"]
     doc["attachments"] = [entry(item, job.prefix, account, job.defects) for item in listed]
+    if job.payloads is not None:
+        job.payloads.extend(_unique(listed))
     doc["text"] = "\n".join(out.texts) if out.texts else None
     doc["html"] = out.html
     if doc["text"] is None and out.html is not None:

@@ -395,3 +395,21 @@ def test_decoded_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "decoded-size-limit" in doc["defects"]
     assert len(list(attachment_payloads(raw))) == 2
     assert doc["text"] == "body"
+
+
+def test_payloads_collected_while_parsing_equal_attachment_payloads() -> None:
+    """The one-pass payloads the poll stores are exactly what attachment_payloads yields."""
+    from harness import corpus_files  # noqa: PLC0415
+    from ingest.parse import attachment_payloads, parse_message  # noqa: PLC0415
+
+    checked = 0
+    for path in corpus_files():
+        raw = path.read_bytes()
+        collected: list[tuple[str, str, bytes]] = []
+        doc = parse_message(
+            raw, account="a", uidl="u", sha256="0" * 64, raw_key="k", payloads=collected
+        )
+        assert collected == list(attachment_payloads(raw))
+        assert {sha for sha, _, _ in collected} == {a["sha256"] for a in doc["attachments"]}
+        checked += bool(collected)
+    assert checked > 10
