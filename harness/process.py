@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +27,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def spawn(
     argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -42,7 +47,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, no locks taken
+            preexec_fn=_die_with_parent if _in_main_thread() else None,  # noqa: PLW1509 - prctl only
         )
 
 

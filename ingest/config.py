@@ -168,6 +168,9 @@ class Settings(_Frozen):
     dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
     max_poll_seconds: float = Field(default=3600.0, gt=0)
     quarantine_after: int = Field(default=3, ge=1, description="failed polls before quarantine")
+    store_concurrency: int = Field(
+        default=4, ge=1, le=64, description="messages stored at once while RETR goes on"
+    )
     parse_max_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="larger messages get a headers-only JSON"
     )

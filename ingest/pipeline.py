@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable
-from contextlib import closing
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +57,18 @@ class PollPlan:
     parse_max_bytes: int = 25 * 1024 * 1024
     max_message_size: int | None = None  # larger messages are left on the server
     ticket_pattern: str | None = None
+    store_concurrency: int = 4  # messages stored at once (threads) while RETR goes on
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What storing one message came to (computed in a worker thread)."""
+
+    record: LedgerRecord | None = None  # None: it failed with ``error``
+    put: Put | None = None  # None: already stored, the server only rewrote it
+    size: int = 0
+    parse_failed: bool = False
+    error: PermanentError | None = None
 
 
 @dataclass(slots=True)
@@ -88,11 +102,7 @@ class _Poll:
         self.report.pruned = self._prune({e.uidl for e in entries}, len(records), total)
         marked: dict[int, tuple[str, LedgerRecord]] = {}
         fetch = self._triage(entries, records, marked)
-        for entry, result in self.session.retrieve_many(fetch):
-            failpoint("after_retr")
-            stored = self._store_or_fail(entry, result, records.get(entry.uidl))
-            if stored is not None:
-                self._delete(entry, stored, marked)
+        self._fetch_and_store(fetch, records, marked)
         self._warn_if_rekeyed()
         self.guard.check()
         if self.unstored():
@@ -202,25 +212,75 @@ class _Poll:
             failpoint("after_dele")
             marked[entry.number] = (entry.uidl, record)
 
-    def _store_or_fail(
+    def _fetch_and_store(
+        self,
+        fetch: list[MailboxEntry],
+        records: dict[str, LedgerRecord],
+        marked: dict[int, tuple[str, LedgerRecord]],
+    ) -> None:
+        """RETR (pipelined) while up to ``store_concurrency`` messages are being stored in
+        worker threads; each is marked and DELEd here, in order, once its objects are in."""
+        limit = max(1, self.plan.store_concurrency)
+        pending: deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]] = deque()
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="store") as pool:
+            try:
+                for entry, result in self.session.retrieve_many(fetch):
+                    failpoint("after_retr")
+                    known = records.get(entry.uidl)
+                    self.report.fetched += not isinstance(result, PermanentError)
+                    pending.append((entry, known, pool.submit(self._work, entry, result, known)))
+                    while pending and (len(pending) >= limit or pending[0][2].done()):
+                        self._finish(*pending.popleft(), marked)
+                while pending:
+                    self._finish(*pending.popleft(), marked)
+            except BaseException:
+                self._salvage(pending)
+                raise
+
+    def _salvage(
+        self, pending: deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]]
+    ) -> None:
+        """After a failure: messages whose objects are in still get their ``stored`` mark, so
+        the next poll only DELEs them (no DELE now: the session is about to be dropped)."""
+        for entry, _, future in pending:
+            with suppress(Exception):
+                done = future.result()
+                if done.record is not None:
+                    self.ledger.put({entry.uidl: done.record})
+                    self.safe.add(entry.number)
+
+    def _work(
         self, entry: MailboxEntry, result: Spool | PermanentError, known: LedgerRecord | None
-    ) -> LedgerRecord | None:
-        """Store a retrieved message; a message-specific failure counts towards quarantine."""
-        try:
-            if isinstance(result, PermanentError):
-                raise result
-            self.report.fetched += 1
-            with closing(result):
+    ) -> _Done:
+        """In a worker thread: store one retrieved message (objects only, no ledger, no POP3)."""
+        if isinstance(result, PermanentError):
+            return _Done(error=result)
+        with closing(result):
+            try:
                 if known is not None and self._same_content(known, result):
-                    return self._refreshed(entry, known, result)
-                stored = self._store(FetchedMessage(self.plan.account, entry, result), known)
-        except PermanentError as err:
-            self._failed(entry, known, err)
-            return None
-        self.ledger.put({entry.uidl: stored})
+                    return _Done(record=self._refreshed(entry, known, result))
+                return self._store(FetchedMessage(self.plan.account, entry, result))
+            except PermanentError as err:
+                return _Done(error=err)
+
+    def _finish(
+        self,
+        entry: MailboxEntry,
+        known: LedgerRecord | None,
+        future: Future[_Done],
+        marked: dict[int, tuple[str, LedgerRecord]],
+    ) -> None:
+        """In the poll's thread: record the outcome, mark ``stored``, then DELE."""
+        done = future.result()
+        if done.record is None:
+            assert done.error is not None
+            self._failed(entry, known, done.error)
+            return
+        self._count(done, known)
+        self.ledger.put({entry.uidl: done.record})
         failpoint("after_mark_stored")
         self.safe.add(entry.number)
-        return stored
+        self._delete(entry, done.record, marked)
 
     def _refreshed(self, entry: MailboxEntry, known: LedgerRecord, raw: Spool) -> LedgerRecord:
         """Already stored: only the server's copy changed (size, headers). Nothing is stored
@@ -228,12 +288,9 @@ class _Poll:
         if raw.sha256 != known.sha256:
             self.log.info("message.rewritten_by_server", uidl=entry.uidl, size=entry.size)
         head = hashlib.sha256(header_block(raw.head())).hexdigest()
-        record = replace(
+        return replace(
             known, state=State.STORED, size=entry.size, head_sha256=head, gone_since=None
         )
-        self.ledger.put({entry.uidl: record})
-        self._known_stored(entry, record)
-        return record
 
     def _failed(
         self, entry: MailboxEntry, record: LedgerRecord | None, err: PermanentError
@@ -249,7 +306,7 @@ class _Poll:
         )
         self.report.quarantined += 1
 
-    def _store(self, msg: FetchedMessage, known: LedgerRecord | None) -> LedgerRecord:
+    def _store(self, msg: FetchedMessage) -> _Done:
         """Raw first (the source of truth), then the JSON built from it; both verified."""
         log = self.log.bind(uidl=msg.entry.uidl, sha256=msg.sha256)
         raw_key = keys.raw_key(self.plan.prefix, msg.account, msg.sha256)
@@ -260,24 +317,25 @@ class _Poll:
         self.store.put(json_key, document_body(doc), "application/json", must_match=False)
         failpoint("after_json_put")
         if doc.get("parse_error"):
-            self.report.parse_failures += 1
             log.warning("message.parse_failed", error=doc["parse_error"])
-        self._count(put, msg, raw_key, known)
         log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value)
         head = header_block(msg.raw.head())
-        return LedgerRecord(
+        record = LedgerRecord(
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
             head_sha256=hashlib.sha256(head).hexdigest(),
             body_sha256=msg.raw.sha256_from(len(head)), message_id=message_id_of(head),
         )  # fmt: skip
+        return _Done(record, put, msg.raw.size, bool(doc.get("parse_error")))
 
-    def _count(
-        self, put: Put, msg: FetchedMessage, raw_key: str, known: LedgerRecord | None
-    ) -> None:
-        if put is Put.CREATED:
+    def _count(self, done: _Done, known: LedgerRecord | None) -> None:
+        self.report.parse_failures += done.parse_failed
+        if done.put is None:  # the same message, rewritten by the server: nothing stored
+            self.report.already_stored += 1
+        elif done.put is Put.CREATED:
             self.report.stored += 1
-            self.report.bytes_stored += msg.raw.size
-            self.report.keys.append(raw_key)
+            self.report.bytes_stored += done.size
+            assert done.record is not None
+            self.report.keys.append(done.record.raw_key)
         else:
             self.report.already_stored += 1
             self.report.rekeyed += known is None

@@ -60,6 +60,7 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
         parse_max_bytes=settings.parse_max_bytes,
         max_message_size=account.max_message_size,
         ticket_pattern=account.ticket_pattern,
+        store_concurrency=settings.store_concurrency,
     )
 
 

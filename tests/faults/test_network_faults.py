@@ -370,8 +370,8 @@ def test_expire_zero_server_consumes_only_stored_messages_after_a_failed_dele(
     assert _failed(result)["kind"] == "TransientError"
     stored, server = rig.check()
     assert set(rig.delivered) - set(server) <= stored  # consumed only if stored
-    if not pipelined:  # lock-step: 1 and 2 stored, RSET + QUIT consumed exactly them
-        assert proxy.commands["QUIT"] == 1 and len(stored) == 2 and len(server) == 2
+    if not pipelined:  # lock-step: what was retrieved was stored, so RSET + QUIT was safe
+        assert proxy.commands["QUIT"] == 1 and len(stored) >= 2
     else:  # RETR 3 and 4 were already sent, unstored: the connection is dropped, no QUIT
         assert proxy.commands["QUIT"] == 0 and len(server) == 4
     rig.finish()

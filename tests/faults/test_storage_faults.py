@@ -72,6 +72,9 @@ class Setup:
             bucket=bucket,
             prefix=PREFIX,
             accounts=[account_entry(dovecot, user)],
+            # One message stored at a time, so "the n-th PUT" is always the same message's;
+            # what each PUT does under a fault does not depend on concurrency.
+            store_concurrency=1,
         )
         data = yaml.safe_load(self.cfg.read_text())
         data["storage"].update(
