@@ -55,5 +55,18 @@ beat: venv
 check: venv
 	$(BIN)/ingest check
 
+# Benchmarks against the peers (issue 6): private Dovecot, Redis and moto S3 on free loopback
+# ports; results in bench/out/ (BENCH_ARGS, e.g. --profile or --out DIR, are passed on).
+.PHONY: bench bench-full
+BENCH_ARGS ?=
+
+bench: system-deps venv
+	@sh scripts/bench-deps.sh
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+bench-full: system-deps venv
+	@sh scripts/bench-deps.sh
+	$(BIN)/python -m bench.run --full $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -123,3 +123,16 @@ def assert_stored_exactly_once(s3: MotoS3, bucket: str, expected: Iterable[bytes
     assert sorted(raws.values()) == sorted(expected)
     assert len(docs) == len(raws)
     assert {json.loads(d)["raw_key"] for d in docs.values()} == set(raws)
+
+
+def poll_until_unlocked(
+    config: Path, env: dict[str, str], account: str = "support", timeout: float = 30
+) -> str:
+    """`ingest poll` until it is not 'busy' (75: a killed poll's lock has not expired yet);
+    it must then succeed. Returns its stdout."""
+    deadline = time.monotonic() + timeout
+    while (result := run_cli(config, "poll", account, env=env)).returncode == 75:
+        assert time.monotonic() < deadline, "the killed poll's lock never expired"
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

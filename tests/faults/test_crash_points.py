@@ -8,7 +8,6 @@ second raw or JSON under another key), and the mailbox is empty (delete mode) or
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from support import (
     account_entry,
     assert_stored_exactly_once,
     password_env,
+    poll_until_unlocked,
     run_cli,
     write_config,
 )
@@ -52,17 +52,6 @@ def _setup(
     return cfg, {password_env("support"): user.password}, expected
 
 
-def _poll_until_unlocked(cfg: Path, env: dict[str, str], timeout: float = 20) -> str:
-    """The killed poll's lock expires after lock_ttl; until then a poll reports 'busy' (75)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = run_cli(cfg, "poll", "support", env=env)
-        if result.returncode != 75 or time.monotonic() > deadline:
-            assert result.returncode == 0, result.stderr[-3000:]
-            return result.stdout
-        time.sleep(0.5)
-
-
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_at_each_point_then_restart_stores_everything_once(
     point: str,
@@ -82,10 +71,10 @@ def test_kill_at_each_point_then_restart_stores_everything_once(
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     if point not in {"after_quit_sent", "after_quit", "after_mark_deleted"}:
         assert dovecot.message_count(mail_user.name) == MESSAGES  # nothing committed
-    _poll_until_unlocked(cfg, env)
+    poll_until_unlocked(cfg, env)
     assert_stored_exactly_once(s3_server, bucket, expected)
     assert dovecot.message_count(mail_user.name) == 0
-    again = _poll_until_unlocked(cfg, env)
+    again = poll_until_unlocked(cfg, env)
     assert "fetched 0, stored 0" in again
 
 
@@ -106,6 +95,6 @@ def test_kill_in_keep_mode_leaves_the_mailbox_untouched(
     nth = 2 if point in PER_MESSAGE else 1
     killed = run_cli(cfg, "poll", "support", env={**env, "INGEST_FAILPOINT": f"{point}:{nth}"})
     assert killed.returncode == -signal.SIGKILL
-    _poll_until_unlocked(cfg, env)
+    poll_until_unlocked(cfg, env)
     assert_stored_exactly_once(s3_server, bucket, expected)
     assert dovecot.message_count(mail_user.name) == MESSAGES

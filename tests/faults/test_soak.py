@@ -21,6 +21,7 @@ from support import (
     account_entry,
     bucket_objects,
     password_env,
+    poll_until_unlocked,
     run_cli,
     split_objects,
     wait_until,
@@ -169,11 +170,7 @@ def test_random_sigkills_of_ingest_poll_lose_and_double_nothing(
         proc.wait()
         runs += 1
         mail.deliver("support", user, rng.randrange(0, 4))
-    deadline = time.monotonic() + 30
-    while (result := run_cli(cfg, "poll", "support", env=env)).returncode == 75:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    assert result.returncode == 0, result.stderr[-3000:]
+    poll_until_unlocked(cfg, env)
     assert runs >= 3
     mail.check(s3_server, bucket, {"support": user})
 
@@ -227,10 +224,6 @@ def test_random_connection_cuts_lose_and_double_nothing(
         accounts=[account_entry(dovecot, user)],
         lock_ttl=2,
     )
-    deadline = time.monotonic() + 30
-    while (result := run_cli(direct, "poll", "support", env=env)).returncode == 75:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    assert result.returncode == 0, result.stderr[-3000:]
+    poll_until_unlocked(direct, env)
     assert runs >= 3
     mail.check(s3_server, bucket, {"support": user})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from support import (
     account_entry,
     bucket_objects,
     password_env,
+    poll_until_unlocked,
     run_cli,
     split_objects,
     write_config,
@@ -299,11 +299,7 @@ def test_poll_killed_before_quit_then_repeated_stores_every_message_once(
     env = {password_env("support"): mu_user.password}
     killed = run_cli(cfg, "poll", "support", env={**env, "INGEST_FAILPOINT": "before_quit"})
     assert killed.returncode == -9 and mailutils.message_count(mu_user.name) == 3
-    deadline = time.monotonic() + 20
-    while (again := run_cli(cfg, "poll", "support", env=env)).returncode == 75:
-        assert time.monotonic() < deadline, "the killed poll's lock never expired"
-        time.sleep(0.5)
-    assert again.returncode == 0, again.stderr[-3000:]
+    poll_until_unlocked(cfg, env)
     assert mailutils.message_count(mu_user.name) == 0
     assert len(list(store.rglob("*.eml"))) == 3
 
