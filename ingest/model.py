@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from ingest.spool import Spool
@@ -99,7 +99,6 @@ class PollReport:
     rekeyed: int = 0
     outcome: str = "running"
     error: str | None = None
-    keys: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (

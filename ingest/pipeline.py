@@ -334,8 +334,6 @@ class _Poll:
         elif done.put is Put.CREATED:
             self.report.stored += 1
             self.report.bytes_stored += done.size
-            assert done.record is not None
-            self.report.keys.append(done.record.raw_key)
         else:
             self.report.already_stored += 1
             self.report.rekeyed += known is None
