@@ -6,19 +6,35 @@ Task arguments carry account names only, never a secret.
 from __future__ import annotations
 
 import random
+from functools import cache
 from typing import Any
 
+import redis
 import structlog
 from celery import Task
 
 from ingest.errors import ConfigError, PermanentError, TransientError
+from ingest.interfaces import BlobStore
 from ingest.schedule import Schedule
 from ingest.service import poll_account as run_poll
 from ingest.service import redis_client
+from ingest.store import open_store
 from workers.app import app, settings
 
 log = structlog.get_logger("workers.tasks")
 MAX_RETRIES = 3
+
+
+@cache
+def _redis() -> redis.Redis:
+    """One Redis client (connection pool) per worker process, made after the fork."""
+    return redis_client(settings)
+
+
+@cache
+def _store() -> BlobStore:
+    """One store (boto3 client, thread-safe) per worker process, made after the fork."""
+    return open_store(settings.storage)
 
 
 def backoff(retries: int, cap: float) -> float:
@@ -31,7 +47,7 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
     """Poll one account; retried with backoff on transient errors only."""
     structlog.contextvars.bind_contextvars(task_id=self.request.id)
     try:
-        report = run_poll(settings, name)
+        report = run_poll(settings, name, client=_redis(), store=_store())
     except TransientError as err:
         account = settings.account(name)
         log.warning("poll.retry", account=name, error=str(err), retries=self.request.retries)
@@ -49,7 +65,7 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
 @app.task(name="ingest.dispatch")
 def dispatch() -> list[str]:
     """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
-    schedule = Schedule(redis_client(settings))
+    schedule = Schedule(_redis())
     schedule.sync(settings.accounts)
     due = schedule.claim_due()
     for name in due:
