@@ -83,6 +83,9 @@ def _first_marker(lines: list[str]) -> tuple[int, str] | None:
 def _attribution(lines: list[str], at: int) -> bool:
     """An "On ... wrote:" line, possibly wrapped over three lines; a bare "X wrote:" line
     counts only when quoted lines follow it."""
+    window = lines[at : at + 3]
+    if not any(line.rstrip().endswith(":") for line in window):
+        return False  # cheap: every attribution ends with ":" on one of these lines
     if not _LEADING_ATTRIBUTION.match(lines[at].lstrip()) and not _WROTE.search(lines[at]):
         return False
     joined = ""
