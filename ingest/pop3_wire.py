@@ -80,8 +80,26 @@ def error_for(reply: bytes, what: str) -> TransientError | PermanentError:
     return ProtocolError(f"{what}: server said {text}")
 
 
+def _literal(host: str) -> bool:
+    """An IP address written in the config, or ``localhost``: the operator named it."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", maxsplit=1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def permitted_address(host: str, port: int, allow_private: bool) -> str:
-    """The first address of ``host`` we may connect to, or a SecurityError saying why not."""
+    """The first address of ``host`` we may connect to, or a SecurityError saying why not.
+
+    Link-local and cloud-metadata addresses are always refused. A *name* that resolves to
+    a loopback or private address is refused unless the account allows private networks
+    (a DNS answer must not steer a worker into the internal network); an address written
+    as such in the config, or ``localhost``, is the operator's explicit choice.
+    """
+    allow_private = allow_private or _literal(host)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as err:
