@@ -27,6 +27,7 @@ venv: $(STAMP)
 
 system-deps:
 	@sh scripts/system-deps.sh
+	@sh scripts/private-servers.sh
 
 lint: venv
 	$(BIN)/ruff check .
