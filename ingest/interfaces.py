@@ -19,13 +19,7 @@ class Put(StrEnum):
 
 
 class MailboxSession(Protocol):
-    """An authenticated POP3 session (TRANSACTION state).
-
-    ``content_identity`` is true when the server has no UIDL and the listing's identities
-    were derived from content (then only a full comparison proves two messages the same).
-    """
-
-    content_identity: bool
+    """An authenticated POP3 session (TRANSACTION state)."""
 
     def listing(self) -> list[MailboxEntry]: ...
 

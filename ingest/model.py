@@ -11,11 +11,16 @@ from ingest.spool import Spool
 
 @dataclass(frozen=True, slots=True)
 class MailboxEntry:
-    """One message as the server lists it: session-local number, UIDL and octet size."""
+    """One message as the server lists it: session-local number, UIDL and octet size.
+
+    ``derived`` marks an identity computed from content (``sha-...``) because the server
+    has no UIDL or listed this UIDL more than once.
+    """
 
     number: int
     uidl: str
     size: int
+    derived: bool = False
 
 
 def header_block(raw: bytes) -> bytes:

@@ -177,7 +177,7 @@ class _Poll:
         """
         if not self.plan.delete:
             return True
-        if self.session.content_identity:
+        if entry.derived:
             return False
         head = self.session.headers(entry)
         if head is None or not record.head_sha256:

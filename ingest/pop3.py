@@ -17,7 +17,7 @@ Protocol rules that everything else relies on:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +51,6 @@ class Pop3Session(Pop3Wire):
     def __init__(self, endpoint: Endpoint, window: int = DEFAULT_WINDOW) -> None:
         super().__init__(endpoint)
         self.capabilities: dict[str, str] = {}
-        self.content_identity = False
         self.greeting = b""
         self.window = window
         self._retrieved: set[int] = set()
@@ -137,8 +136,8 @@ class Pop3Session(Pop3Wire):
     def listing(self) -> list[MailboxEntry]:
         """UIDL + LIST joined by message number (UIDLs are checked by the caller).
 
-        A server without UIDL gets content-derived identities instead (see
-        :meth:`_content_identities`).
+        Messages of a server without UIDL, and messages whose UIDL the server lists more
+        than once, get content-derived identities instead (see :meth:`_content_identities`).
         """
         self.drain()
         sizes = self._numbered("LIST")
@@ -146,17 +145,26 @@ class Pop3Session(Pop3Wire):
         reply = self._readline()
         if reply.startswith(b"+OK"):
             uidls = self._parse_numbered("UIDL", self._read_multiline())
+            derived = self._duplicates(uidls)
         else:
-            self.content_identity = True
             text = reply[:200].decode("utf-8", "replace")
             _log.warning("mailbox.no_uidl", host=self.endpoint.host, reply=text)
-            uidls = self._content_identities(sizes)
+            uidls, derived = {}, set(sizes)
+        uidls.update(self._content_identities({n: sizes.get(n, "") for n in derived}))
         entries = []
         for number, uidl in uidls.items():
             if number not in sizes or not sizes[number].isdigit():
                 raise ProtocolError(f"LIST has no size for message {number}")
-            entries.append(MailboxEntry(number, uidl, int(sizes[number])))
+            entries.append(MailboxEntry(number, uidl, int(sizes[number]), number in derived))
         return sorted(entries, key=lambda e: e.number)
+
+    def _duplicates(self, uidls: dict[int, str]) -> set[int]:
+        """Numbers of messages whose UIDL is listed more than once (popa3d, Dovecot)."""
+        counts = Counter(uidls.values())
+        dupes = {n for n, u in uidls.items() if counts[u] > 1}
+        if dupes:
+            _log.warning("mailbox.duplicate_uidl", host=self.endpoint.host, numbers=sorted(dupes))
+        return dupes
 
     def _content_identities(self, sizes: dict[int, str]) -> dict[int, str]:
         """Identities for a server without UIDL: ``sha-`` + SHA-256 of the header block

@@ -44,7 +44,6 @@ class FakeSession:
         ]
         self.marked: set[int] = set()
         self.retrieved_uidls: list[str] = []
-        self.content_identity = False
         self.topped: list[str] = []
         self.closed = ""
         self.fail_retr_at = fail_retr_at

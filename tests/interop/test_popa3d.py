@@ -103,3 +103,43 @@ def test_poll_stores_what_popa3d_serves_and_empties_the_mailbox(
     assert second.returncode == 0, second.stderr[-3000:]
     assert "listed 0, fetched 0, stored 0" in second.stdout
     assert bucket_objects(s3_server, bucket).keys() == objects.keys()
+
+
+def test_duplicate_uidls_from_popa3d_are_ingested_by_content_identity(
+    tmp_path: Path, popa3d: Popa3d, redis_url: str
+) -> None:
+    """popa3d gives two header-poor messages one UIDL; both are stored and deleted anyway."""
+    user = popa3d.add_user()
+    twins = [b"Subject: first twin\n\nbody one\n", b"Subject: second twin\n\nbody two\n"]
+    for raw in twins:
+        popa3d.deliver(user.name, raw)
+    served = _served_list(popa3d, user)
+    if len({uidl for uidl, _ in served}) != 1:
+        pytest.fail(f"popa3d did not repeat the UIDL this time: {[u for u, _ in served]}")
+    acct = account_entry(popa3d, user, security="plain", allow_plaintext=True)  # type: ignore[arg-type]
+    del acct["ca_file"]
+    store = tmp_path / "store"
+    cfg = write_config(tmp_path / "c.yaml", redis_url=redis_url, directory=store, accounts=[acct])
+    result = run_cli(cfg, "poll", "support", env={password_env("support"): user.password})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stored 2" in result.stdout and "deleted 2" in result.stdout
+    assert sorted(p.read_bytes() for p in store.rglob("*.eml")) == sorted(r for _, r in served)
+    popa3d.wait_idle()
+    assert popa3d.message_count(user.name) == 0
+
+
+def _served_list(server: Popa3d, user: MailUser) -> list[tuple[str, bytes]]:
+    """(UIDL, RETR bytes) in message order, duplicates kept; RSET, QUIT."""
+    pop = poplib.POP3(server.host, server.pop3_port, timeout=10)
+    try:
+        pop.user(user.name)
+        pop.pass_(user.password)
+        served = []
+        for line in pop.uidl()[1]:
+            number, uidl = line.decode().split()
+            served.append((uidl, b"".join(p + b"\r\n" for p in pop.retr(int(number))[1])))
+        pop.rset()
+    finally:
+        pop.quit()
+    server.wait_idle()
+    return served
