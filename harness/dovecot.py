@@ -28,6 +28,7 @@ from harness.process import (
     ServerStartError,
     descendants,
     processes_titled,
+    retry_on_port_race,
     spawn,
     stop_process,
     terminate_all,
@@ -38,7 +39,6 @@ from harness.tls import make_server_tls
 _name_lock = threading.Lock()
 _last_usec = 0
 _MAX_BASE_DIR = 80  # Dovecot's unix sockets live in base_dir; sun_path holds 108 bytes
-_START_ATTEMPTS = 3
 
 
 class MailUser(NamedTuple):
@@ -114,19 +114,13 @@ class Dovecot:
         if not self.ca_file.exists():
             make_server_tls(self.ca_file.parent)
         self.users_dir.mkdir(mode=0o755, exist_ok=True)
-        fixed = bool(self.pop3_port)
-        for attempt in range(_START_ATTEMPTS):
-            if not fixed:
-                self.pop3_port = free_port(self.host)
-                self.pop3s_port = free_port(self.host)
-            try:
-                self._start_once()
-                return self
-            except ServerStartError:
-                self.stop()
-                if fixed or attempt == _START_ATTEMPTS - 1:
-                    raise
-        return self  # pragma: no cover - the loop returns or raises
+        retry_on_port_race(
+            self._start_once, self._pick_ports, self.stop, fixed=bool(self.pop3_port)
+        )
+        return self
+
+    def _pick_ports(self) -> None:
+        self.pop3_port, self.pop3s_port = free_port(self.host), free_port(self.host)
 
     def _start_once(self) -> None:
         if self.pop3_port == self.pop3s_port:

@@ -35,6 +35,7 @@ from harness.process import (
     descendants,
     log_tail,
     processes_titled,
+    retry_on_port_race,
     spawn,
     stop_process,
     terminate_all,
@@ -43,7 +44,6 @@ from harness.process import (
 from harness.tls import make_server_tls
 
 DOMAIN = "mailutils.test"
-_START_ATTEMPTS = 3
 _LOCK_TIMEOUT = 30.0
 _FROM_LINE = re.compile(rb"(?m)^(>*From )")
 _CONFIG = """\
@@ -209,18 +209,13 @@ class MailutilsPop3d:
         self._chown(self.mail_root)
         if not self.ca_file.exists():
             make_server_tls(self.ca_file.parent)
-        fixed = bool(self.pop3_port)
-        for attempt in range(_START_ATTEMPTS):
-            if not fixed:
-                self.pop3_port, self.pop3s_port = free_port(self.host), free_port(self.host)
-            try:
-                self._start_once()
-                return self
-            except ServerStartError:
-                self.stop()
-                if fixed or attempt == _START_ATTEMPTS - 1:
-                    raise
-        return self  # pragma: no cover - the loop returns or raises
+        retry_on_port_race(
+            self._start_once, self._pick_ports, self.stop, fixed=bool(self.pop3_port)
+        )
+        return self
+
+    def _pick_ports(self) -> None:
+        self.pop3_port, self.pop3s_port = free_port(self.host), free_port(self.host)
 
     def _start_once(self) -> None:
         if self.pop3_port == self.pop3s_port:

@@ -216,3 +216,25 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def retry_on_port_race(
+    start_once: Callable[[], None],
+    pick_ports: Callable[[], None],
+    stop: Callable[[], None],
+    *,
+    fixed: bool,
+    attempts: int = 3,
+) -> None:
+    """Start a server on freshly picked ports; when they were taken meanwhile (a race with
+    another process), stop what started and try fresh ones. Fixed ports get one try."""
+    for attempt in range(attempts):
+        if not fixed:
+            pick_ports()
+        try:
+            start_once()
+            return
+        except ServerStartError:
+            stop()
+            if fixed or attempt == attempts - 1:
+                raise
