@@ -7,6 +7,7 @@ with INGEST_SOAK_SEED.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -66,11 +67,20 @@ class Mail:
 def _kill_tree(worker: CeleryProcess) -> None:
     pids = {worker.pid, *descendants(worker.pid)}
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     worker.stop()
     deadline = time.monotonic() + 10
     while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _supervise(workers: list[CeleryProcess]) -> None:
+    """Restart a worker that exited by itself, as systemd's Restart=always would (a pool
+    process killed while the worker starts makes Celery give up: WorkerLostError)."""
+    for worker in workers:
+        if not worker.alive():
+            worker.start()
 
 
 @pytest.mark.e2e
@@ -118,6 +128,7 @@ def test_random_sigkills_of_celery_workers_lose_and_double_nothing(
             end = time.monotonic() + SECONDS
             while time.monotonic() < end:
                 time.sleep(rng.uniform(0.3, 1.5))
+                _supervise(workers)
                 victim = rng.choice(workers)
                 children = sorted(descendants(victim.pid))
                 if children and rng.random() < 0.6:
@@ -129,9 +140,12 @@ def test_random_sigkills_of_celery_workers_lose_and_double_nothing(
                 account = rng.choice(list(users))
                 mail.deliver(account, users[account], rng.randrange(0, 3))
             logs = [w.log_path for w in workers]
-            wait_until(
-                lambda: all(dovecot.message_count(u.name) == 0 for u in users.values()), 90, logs
-            )
+
+            def drained() -> bool:
+                _supervise(workers)
+                return all(dovecot.message_count(u.name) == 0 for u in users.values())
+
+            wait_until(drained, 90, logs)
         finally:
             for w in workers:
                 if w.proc is not None and w.alive():
