@@ -160,14 +160,11 @@ class _Poll:
             return True
         if record.state is not State.STORED or not self._headers_match(entry, record):
             return False
-        self._known_stored(entry, record)
+        self.safe.add(entry.number)
+        self.report.already_stored += 1
         if record.gone_since is not None:
             self.ledger.put({entry.uidl: replace(record, gone_since=None)})
         return True
-
-    def _known_stored(self, entry: MailboxEntry, record: LedgerRecord) -> None:
-        self.safe.add(entry.number)
-        self.report.already_stored += 1
 
     def _headers_match(self, entry: MailboxEntry, record: LedgerRecord) -> bool:
         """Before DELE of a message stored earlier, a cheap check of its header block (TOP).
@@ -197,10 +194,9 @@ class _Poll:
             return True
         if not known.body_sha256:
             return False
-        head = header_block(raw.head())
         return (
-            raw.sha256_from(len(head)) == known.body_sha256
-            and message_id_of(head) == known.message_id
+            raw.body_sha256 == known.body_sha256
+            and message_id_of(header_block(raw.head())) == known.message_id
         )
 
     def _delete(
@@ -323,7 +319,7 @@ class _Poll:
         record = LedgerRecord(
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
             head_sha256=hashlib.sha256(head).hexdigest(),
-            body_sha256=msg.raw.sha256_from(len(head)), message_id=message_id_of(head),
+            body_sha256=msg.raw.body_sha256, message_id=message_id_of(head),
         )  # fmt: skip
         return _Done(record, put, msg.raw.size, bool(doc.get("parse_error")))
 

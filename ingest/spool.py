@@ -1,7 +1,9 @@
 """A message's bytes as they arrive: in memory up to a threshold, then in a temp file.
 
-SHA-256 and MD5 are computed while writing, so a 200 MB message is never held in memory
-whole and is never read twice just to be hashed. Stores read it back with :meth:`open`.
+SHA-256 and MD5 of the whole content, and SHA-256 of the body (everything after the first
+empty line, CRLF CRLF), are computed while writing, so a 200 MB message is never held in
+memory whole and is never read again just to be hashed. Stores read it back with
+:meth:`open`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Spool:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
+        self._body: hashlib._Hash | None = None  # started once the header block has ended
+        self._tail = b""  # the last 3 bytes written, to find a CRLF CRLF split across writes
         self.size = 0
 
     @classmethod
@@ -34,6 +38,19 @@ class Spool:
         self._sha256.update(data)
         self._md5.update(data)
         self.size += len(data)
+        if self._body is not None:
+            self._body.update(data)
+            return
+        window = self._tail + bytes(data)
+        end = window.find(b"\r\n\r\n")
+        if end >= 0:
+            self._body = hashlib.sha256(window[end + 4 :])
+        self._tail = window[-3:]
+
+    @property
+    def body_sha256(self) -> str:
+        """SHA-256 of what follows the header block (of nothing, when there is no body)."""
+        return (self._body or hashlib.sha256()).hexdigest()
 
     @property
     def sha256(self) -> str:
@@ -54,15 +71,6 @@ class Spool:
 
     def head(self, limit: int = HEAD_LIMIT) -> bytes:
         return self.open().read(limit)
-
-    def sha256_from(self, offset: int) -> str:
-        """SHA-256 of the content after the first ``offset`` bytes (read in chunks)."""
-        digest = hashlib.sha256()
-        stream = self.open()
-        stream.seek(offset)
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-        return digest.hexdigest()
 
     def close(self) -> None:
         self._file.close()
