@@ -18,7 +18,7 @@ EX_CONFIG = 78
 EX_TEMPFAIL = 75
 
 
-class _Ctx:
+class CliContext:
     def __init__(self, config: str | None) -> None:
         self.config = config
 
@@ -55,12 +55,12 @@ class _Ctx:
 def main(ctx: click.Context, config: str | None, log_level: str, log_json: bool | None) -> None:
     """Pull mail out of POP3 mailboxes into S3-compatible storage, exactly once."""
     logs.configure(log_level, json=log_json)
-    ctx.obj = _Ctx(config)
+    ctx.obj = CliContext(config)
 
 
 @main.command()
 @click.pass_obj
-def check(obj: _Ctx) -> None:
+def check(obj: CliContext) -> None:
     """Validate the config and reach Redis, the store and every account (one line each)."""
     from ingest.checks import run_checks  # noqa: PLC0415 - keeps `ingest --help` fast
 
@@ -77,7 +77,7 @@ def check(obj: _Ctx) -> None:
 @main.command(name="poll")
 @click.argument("name")
 @click.pass_obj
-def poll_cmd(obj: _Ctx, name: str) -> None:
+def poll_cmd(obj: CliContext, name: str) -> None:
     """Poll account NAME once, synchronously, through the same code the workers run.
 
     Exit status: 0 when the poll completed, 75 when another poll holds the account's lock
@@ -103,7 +103,7 @@ def poll_cmd(obj: _Ctx, name: str) -> None:
         sys.exit(1)
 
 
-def _celery(obj: _Ctx, args: list[str]) -> None:
+def _celery(obj: CliContext, args: list[str]) -> None:
     settings = obj.settings()  # fail fast, with the config errors printed, before exec
     env = dict(os.environ)
     if obj.config:
@@ -116,7 +116,7 @@ def _celery(obj: _Ctx, args: list[str]) -> None:
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def worker(obj: _Ctx, celery_args: tuple[str, ...]) -> None:
+def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to `celery worker`)."""
     _celery(obj, ["worker", "--loglevel", "INFO", *celery_args])
 
@@ -124,7 +124,7 @@ def worker(obj: _Ctx, celery_args: tuple[str, ...]) -> None:
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def beat(obj: _Ctx, celery_args: tuple[str, ...]) -> None:
+def beat(obj: CliContext, celery_args: tuple[str, ...]) -> None:
     """Run Celery beat, which dispatches due accounts (extra arguments go to `celery beat`)."""
     _celery(obj, ["beat", "--loglevel", "INFO", *celery_args])
 
@@ -138,7 +138,7 @@ def quarantine() -> None:
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
-def quarantine_list(obj: _Ctx, names: tuple[str, ...], as_json: bool) -> None:
+def quarantine_list(obj: CliContext, names: tuple[str, ...], as_json: bool) -> None:
     """Quarantined messages of the NAMES accounts (default: all)."""
     from ingest.quarantine import list_quarantined  # noqa: PLC0415
     from ingest.service import redis_client  # noqa: PLC0415
@@ -175,7 +175,7 @@ def quarantine_list(obj: _Ctx, names: tuple[str, ...], as_json: bool) -> None:
 @click.argument("uidls", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Release every quarantined message.")
 @click.pass_obj
-def quarantine_retry(obj: _Ctx, name: str, uidls: tuple[str, ...], everything: bool) -> None:
+def quarantine_retry(obj: CliContext, name: str, uidls: tuple[str, ...], everything: bool) -> None:
     """Release quarantined UIDLS of account NAME so the next poll tries them again."""
     from ingest.quarantine import release  # noqa: PLC0415
     from ingest.service import redis_client  # noqa: PLC0415
@@ -202,7 +202,7 @@ def quarantine_retry(obj: _Ctx, name: str, uidls: tuple[str, ...], everything: b
     "--sha", "shas", multiple=True, help="Only the message with this sha256 (repeatable)."
 )
 @click.pass_obj
-def reparse(obj: _Ctx, name: str, shas: tuple[str, ...]) -> None:
+def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
     """Rebuild the JSON documents of account NAME from the stored raw messages.
 
     Documents are replaced only where the rebuilt one differs (after a parser upgrade, say).
@@ -236,7 +236,7 @@ def reparse(obj: _Ctx, name: str, shas: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
 @click.pass_obj
-def status(obj: _Ctx, as_json: bool) -> None:
+def status(obj: CliContext, as_json: bool) -> None:
     """Per account: last poll (when, outcome, counts, error), ledger size, lock holder."""
     import datetime as dt  # noqa: PLC0415
 
@@ -288,7 +288,7 @@ def status(obj: _Ctx, as_json: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="The whole configuration as JSON.")
 @click.pass_obj
-def accounts(obj: _Ctx, as_json: bool) -> None:
+def accounts(obj: CliContext, as_json: bool) -> None:
     """The configuration as loaded (defaults filled in); secrets are never shown."""
     from ingest.status import describe_settings  # noqa: PLC0415
 
@@ -303,3 +303,8 @@ def accounts(obj: _Ctx, as_json: bool) -> None:
             f"user {acc['username']}, auth {acc['auth']} (secret from {secret}), "
             f"delete {acc['delete']}, every {acc['interval']} s"
         )
+
+
+# Command groups kept in their own modules register themselves on ``main`` when imported
+# (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
+# One import line per module, below.
