@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from ingest.spool import Spool
 
@@ -49,6 +50,25 @@ class FetchedMessage:
     @property
     def sha256(self) -> str:
         return self.raw.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message whose raw object and JSON document are stored and verified, handed to the
+    poll's hooks (events outbox, index) before the ledger marks it ``stored``.
+
+    A hook runs again for the same message when a crash came between it and the mark, so
+    whatever a hook writes must be idempotent (keyed by account + sha256, or account +
+    UIDL + sha256). A hook that raises fails the message like a failed put would.
+    """
+
+    account: str
+    uidl: str
+    sha256: str
+    size: int
+    raw_key: str
+    json_key: str
+    document: dict[str, Any]
 
 
 class State(StrEnum):

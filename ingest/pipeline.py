@@ -37,12 +37,16 @@ from ingest.model import (
     MailboxEntry,
     PollReport,
     State,
+    StoredMessage,
     header_block,
     message_id_of,
 )
 from ingest.parse import parse_message
 from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.spool import Spool
+
+StoredHook = Callable[[StoredMessage], None]
+"""Called in a store thread once a message's objects are in, before its ``stored`` mark."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class _Poll:
     parse: Parser
     report: PollReport
     log: Any
+    hooks: tuple[StoredHook, ...] = ()
     safe: set[int] = field(default_factory=set)  # numbers of messages known to be stored
 
     @property
@@ -312,6 +317,12 @@ class _Poll:
         doc = build_document(self.spec, msg.raw, msg.entry.uidl, self.store, self.parse)
         self.store.put(json_key, document_body(doc), "application/json", must_match=False)
         failpoint("after_json_put")
+        stored = StoredMessage(
+            msg.account, msg.entry.uidl, msg.sha256, msg.raw.size, raw_key, json_key, doc
+        )
+        for hook in self.hooks:
+            hook(stored)
+        failpoint("after_hooks")
         if doc.get("parse_error"):
             log.warning("message.parse_failed", error=doc["parse_error"])
         log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value)
@@ -381,15 +392,17 @@ def poll(
     clock: Callable[[], float] = time.time,
     parse: Parser = parse_message,
     report: PollReport | None = None,
+    hooks: tuple[StoredHook, ...] = (),
 ) -> PollReport:
     """Run one poll over an authenticated session; the session is ended either way.
 
     ``report`` (created here when not given) is filled in as the poll goes, so a caller
-    that passes its own still sees what was done when the poll raises.
+    that passes its own still sees what was done when the poll raises. ``hooks`` see each
+    newly stored message before the ledger marks it (see :class:`StoredMessage`).
     """
     log = structlog.get_logger("ingest.poll").bind(account=plan.account)
     report = report or PollReport(plan.account)
-    state = _Poll(plan, session, ledger, store, guard, clock, parse, report, log)
+    state = _Poll(plan, session, ledger, store, guard, clock, parse, report, log, hooks)
     try:
         return state.run()
     except BaseException as err:

@@ -37,11 +37,12 @@ class World:
         )
         self.now = 1000.0
 
-    def poll(self, **faults: int):
+    def poll(self, hooks=(), **faults: int):
         self.session = self.drop.session(**faults)
         return poll(
-            self.plan, self.session, self.ledger, self.store, self.guard, clock=lambda: self.now
-        )
+            self.plan, self.session, self.ledger, self.store, self.guard,
+            clock=lambda: self.now, hooks=hooks,
+        )  # fmt: skip
 
     def raw_objects(self) -> dict[str, bytes]:
         return {k: v for k, v in self.store.objects.items() if "/raw/" in k}
@@ -313,3 +314,42 @@ def test_reused_uidl_with_another_body_is_a_new_message() -> None:
     w.drop.messages["uid-0"] = RAW[0].replace(b"body one", b"body two, longer")
     report = w.poll()
     assert report.stored == 1 and len(w.raw_objects()) == 2
+
+
+def test_hooks_see_each_new_message_after_its_objects_and_before_its_mark() -> None:
+    """A stored-message hook runs once per newly stored message, with its keys and document,
+    when both objects are in the store and the ledger does not yet know the message."""
+    w = World(_drop())
+    seen = []
+
+    def hook(msg) -> None:
+        assert msg.raw_key in w.store.objects and msg.json_key in w.store.objects
+        assert msg.uidl not in w.ledger.records
+        seen.append((msg.uidl, msg.sha256, msg.document["sha256"]))
+
+    w.poll(hooks=(hook,))
+    assert sorted(u for u, _, _ in seen) == ["uid-0", "uid-1", "uid-2"]
+    assert all(sha == doc_sha for _, sha, doc_sha in seen)
+    w.drop.add("uid-9", RAW[0].replace(b"one", b"nine"))
+    seen.clear()
+    w.poll(hooks=(hook,))
+    assert [u for u, _, _ in seen] == ["uid-9"]
+
+
+def test_a_failing_hook_fails_the_message_and_it_is_retried() -> None:
+    """A hook that raises leaves the message unmarked and on the server; the next poll
+    stores it again (same objects) and runs the hook again."""
+    w = World(_drop(RAW[0]))
+    calls = []
+
+    def broken(msg) -> None:
+        calls.append(msg.uidl)
+        raise StorageError("outbox down")
+
+    with pytest.raises(StorageError):
+        w.poll(hooks=(broken,))
+    assert w.ledger.records.get("uid-0") is None or w.ledger.records["uid-0"].state is State.FAILING
+    assert len(w.drop.messages) == 1
+    report = w.poll(hooks=(calls.append,))
+    assert report.outcome == "ok" and w.drop.messages == {}
+    assert calls[0] == "uid-0" and calls[1].uidl == "uid-0"
