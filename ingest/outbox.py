@@ -102,8 +102,10 @@ for _, id in ipairs(ids) do
     n = n + 1
   end
 end
-redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':dead', -n)
-redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':pending', n)
+if n > 0 then
+  redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':dead', -n)
+  redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':pending', n)
+end
 return n
 """
 

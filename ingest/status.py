@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis
@@ -25,6 +25,9 @@ class AccountStatus:
     error: str
     lock_holder: str | None
     ledger_size: int
+    events_pending: int = 0
+    events_dead: int = 0
+    events_error: str = ""  # "SINK: error" of each sink whose last attempt failed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +67,26 @@ def _status(
         lock_holder=holder.decode() if holder else None,
         ledger_size=size,
     )
+
+
+def with_events(client: redis.Redis, rows: list[AccountStatus]) -> list[AccountStatus]:
+    """The rows with their events outbox: pending and dead-lettered events, sink errors."""
+    from ingest.outbox import sink_stats  # noqa: PLC0415 - events are an optional feature
+
+    stats = sink_stats(client, [r.account for r in rows])
+    out = []
+    for row in rows:
+        sinks = stats[row.account]
+        errors = [f"{name}: {s['error']}" for name, s in sorted(sinks.items()) if s.get("error")]
+        out.append(
+            replace(
+                row,
+                events_pending=sum(int(s.get("pending", 0)) for s in sinks.values()),
+                events_dead=sum(int(s.get("dead", 0)) for s in sinks.values()),
+                events_error="; ".join(errors),
+            )
+        )
+    return out
 
 
 def describe_account(account: AccountConfig) -> dict[str, Any]:
