@@ -55,7 +55,8 @@ def events_deliver(obj: CliContext, names: tuple[str, ...]) -> None:
             )
             click.echo(
                 f"{name}: delivered {report.delivered}, failed {report.failed}, "
-                f"dead-lettered {report.dead}{skipped}"
+                f"dead-lettered {report.dead_lettered}; now pending {report.pending}, "
+                f"dead {report.dead}{skipped}"
             )
     except IngestError as err:
         click.echo(f"events: {err}", err=True)

@@ -24,7 +24,7 @@ from ingest.errors import ConfigError
 from ingest.events import Event, message_stored
 from ingest.events_config import SinkConfig
 from ingest.model import StoredMessage
-from ingest.outbox import Outbox
+from ingest.outbox import Outbox, sink_stats, totals
 from ingest.sinks import DeliveryError, Sink, TaskSender, open_sink
 
 log = structlog.get_logger("ingest.events")
@@ -38,9 +38,11 @@ class DeliveryReport:
 
     account: str
     delivered: int = 0
-    failed: int = 0
-    dead: int = 0
+    failed: int = 0  # attempts that failed
+    dead_lettered: int = 0  # events given up on in this run
     skipped: list[str] = field(default_factory=list)  # sinks left to others (celery)
+    pending: int = 0  # the account's outbox after the run, all sinks (for metrics, the CLI)
+    dead: int = 0
 
 
 def account_sinks(settings: Settings, account: AccountConfig) -> tuple[SinkConfig, ...]:
@@ -97,9 +99,11 @@ def deliver_account(
             _SinkRun(outbox, sink, cfg, report, clock).run()
         finally:
             sink.close()
+    report.pending, report.dead = totals(sink_stats(client, [name])[name])
     if report.delivered or report.failed:
         log.info("events.delivery_finished", account=name, delivered=report.delivered,
-                 failed=report.failed, dead_lettered=report.dead)  # fmt: skip
+                 failed=report.failed, dead_lettered=report.dead_lettered,
+                 pending=report.pending, dead=report.dead)  # fmt: skip
     return report
 
 
@@ -148,7 +152,7 @@ class _SinkRun:
         )
         self.report.failed += 1
         if failure.retry_at is None:
-            self.report.dead += 1
+            self.report.dead_lettered += 1
             bound.error("event.dead_lettered", attempts=failure.attempts, error=str(err))
             return now
         bound.warning("event.delivery_failed", attempts=failure.attempts, error=str(err),

@@ -263,3 +263,9 @@ def sink_stats(client: redis.Redis, names: Sequence[str]) -> dict[str, dict[str,
             sinks.setdefault(sink, {})[what] = text if what == "error" else json.loads(text)
         out[name] = sinks
     return out
+
+
+def totals(sinks: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """Pending and dead-lettered events over all sinks of one account's ``sink_stats``."""
+    pending = sum(int(s.get("pending", 0)) for s in sinks.values())
+    return pending, sum(int(s.get("dead", 0)) for s in sinks.values())

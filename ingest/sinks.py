@@ -121,9 +121,9 @@ class WebhookSink:
             reply = self.http.post(self.url, content=body, headers=self.headers(event, body))
         except httpx.HTTPError as err:  # the URL may carry a token: never in the message
             detail = str(err).replace(self.url, "<url>") or "no detail"
-            raise DeliveryError(f"webhook: {type(err).__name__}: {detail}") from err
+            raise DeliveryError(f"{type(err).__name__}: {detail}") from err
         if not reply.is_success:
-            raise DeliveryError(f"webhook: HTTP {reply.status_code} {reply.reason_phrase}")
+            raise DeliveryError(f"HTTP {reply.status_code} {reply.reason_phrase}")
 
     def close(self) -> None:
         self.http.close()

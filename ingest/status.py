@@ -71,20 +71,16 @@ def _status(
 
 def with_events(client: redis.Redis, rows: list[AccountStatus]) -> list[AccountStatus]:
     """The rows with their events outbox: pending and dead-lettered events, sink errors."""
-    from ingest.outbox import sink_stats  # noqa: PLC0415 - events are an optional feature
+    from ingest.outbox import sink_stats, totals  # noqa: PLC0415 - an optional feature
 
     stats = sink_stats(client, [r.account for r in rows])
     out = []
     for row in rows:
         sinks = stats[row.account]
         errors = [f"{name}: {s['error']}" for name, s in sorted(sinks.items()) if s.get("error")]
+        pending, dead = totals(sinks)
         out.append(
-            replace(
-                row,
-                events_pending=sum(int(s.get("pending", 0)) for s in sinks.values()),
-                events_dead=sum(int(s.get("dead", 0)) for s in sinks.values()),
-                events_error="; ".join(errors),
-            )
+            replace(row, events_pending=pending, events_dead=dead, events_error="; ".join(errors))
         )
     return out
 

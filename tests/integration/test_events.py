@@ -189,12 +189,12 @@ def test_a_broken_webhook_never_blocks_polls_and_gets_its_events_once_it_recover
     assert (log["sink"], log["attempts"], log["error"]) == (
         "webhook",
         1,
-        "webhook: HTTP 503 Service Unavailable",
+        "HTTP 503 Service Unavailable",
     )
     assert 0.5 <= log["retry_in"] <= 1.0  # first delay 1 s, jittered into [0.5, 1]
     row = _status(cfg, env)
     assert (row["events_pending"], row["events_dead"]) == (3, 0)
-    assert "webhook: webhook: HTTP 503" in row["events_error"]
+    assert row["events_error"] == "webhook: HTTP 503 Service Unavailable"
     assert "HTTP 503" in run_cli(cfg, "status", env=env).stdout
     listed = run_cli(cfg, "events", "list", "--json", env=env)
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -246,3 +246,27 @@ def _deliver_dead(cfg: Path, env: dict[str, str]) -> int:
         if record["event"] == "event.dead_lettered":
             assert record["attempts"] == 2 and "HTTP 500" in record["error"]
     return int(_status(cfg, env)["events_dead"])
+
+
+def test_webhook_tls_is_verified_and_a_missing_secret_holds_events_back(
+    tmp_path: Path, dovecot: Dovecot, mail_user: MailUser, s3_server: MotoS3, bucket: str,
+    redis_url: str, webhook: WebhookServer,
+) -> None:  # fmt: skip
+    """A certificate from an untrusted CA fails the attempt (nothing is sent), and a sink
+    whose secret is missing sends nothing; both show in status, the events stay pending."""
+    _deliver(mail_user, dovecot, 1)
+    untrusted = {**_hook_sink(webhook, tmp_path), "name": "untrusted"}
+    del untrusted["ca_file"]
+    unsigned = {**_hook_sink(webhook, tmp_path), "name": "unsigned", "secret_env": "NO_SUCH"}
+    cfg, env = _config(
+        tmp_path, dovecot, mail_user, s3_server, bucket, redis_url, [untrusted, unsigned]
+    )
+    assert run_cli(cfg, "poll", "support", env=env).returncode == 0
+    result = run_cli(cfg, "events", "deliver", env=env)
+    assert result.returncode == 1 and webhook.received == [] and webhook.refused == 0
+    (unusable,) = [r for r in _logs(result.stderr) if r["event"] == "event.sink_unusable"]
+    assert "environment variable NO_SUCH is not set" in unusable["error"]
+    row = _status(cfg, env)
+    assert row["events_pending"] == 2
+    assert "untrusted: ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]" in row["events_error"]
+    assert "unsigned: " in row["events_error"] and webhook.url not in row["events_error"]
