@@ -84,6 +84,15 @@ class CelerySinkConfig(_SinkBase):
     task: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     queue: str = Field(default="celery", min_length=1, max_length=200)
 
+    @model_validator(mode="after")
+    def _not_our_queue(self) -> CelerySinkConfig:
+        if self.queue == "ingest":
+            raise ValueError(
+                "queue: 'ingest' is the queue of ingest's own workers, which do not know "
+                "downstream tasks; name the queue your consumers read (default: celery)"
+            )
+        return self
+
 
 SinkConfig = Annotated[
     RedisStreamSinkConfig | WebhookSinkConfig | CelerySinkConfig, Field(discriminator="type")

@@ -115,6 +115,7 @@ def test_accounts_take_the_default_sinks_unless_they_have_their_own() -> None:
         ({"type": "kafka"}, "does not match any of the expected tags"),
         ({"type": "redis_stream", "max_attempts": 0}, "greater than or equal to 1"),
         ({"type": "celery"}, "Field required"),
+        ({"type": "celery", "task": "t", "queue": "ingest"}, "queue of ingest's own workers"),
     ],
 )
 def test_bad_sinks_are_reported_with_file_and_key(sink: dict[str, object], expected: str) -> None:
