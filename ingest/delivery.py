@@ -25,6 +25,7 @@ from ingest.events import Event, message_stored
 from ingest.events_config import SinkConfig
 from ingest.model import StoredMessage
 from ingest.outbox import Outbox, sink_stats, totals
+from ingest.pipeline import StoredHook
 from ingest.sinks import DeliveryError, Sink, TaskSender, open_sink
 
 log = structlog.get_logger("ingest.events")
@@ -55,13 +56,13 @@ def outbox_for(settings: Settings, client: redis.Redis, name: str) -> Outbox:
     return Outbox(client, name, [s.sink_name for s in sinks])
 
 
-def recording_hook(
+def recording_hooks(
     settings: Settings, client: redis.Redis, account: AccountConfig
-) -> Callable[[StoredMessage], None] | None:
-    """The poll hook that puts each newly stored message's event in the outbox (None: no
+) -> tuple[StoredHook, ...]:
+    """The poll hook that puts each newly stored message's event in the outbox (none without
     sinks). A Redis failure raises, which fails the message: it is retried next poll."""
     if not account_sinks(settings, account):
-        return None
+        return ()
     outbox = outbox_for(settings, client, account.name)
 
     def record(msg: StoredMessage) -> None:
@@ -70,7 +71,7 @@ def recording_hook(
         log.info("event.recorded", account=msg.account, uidl=msg.uidl, event_id=event.id,
                  sinks=added)  # fmt: skip
 
-    return record
+    return (record,)
 
 
 def deliver_account(
