@@ -244,10 +244,11 @@ def status(obj: CliContext, as_json: bool) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     from ingest.service import redis_client  # noqa: PLC0415
-    from ingest.status import account_statuses  # noqa: PLC0415
+    from ingest.status import account_statuses, with_events  # noqa: PLC0415
 
     settings = obj.settings()
-    rows = account_statuses(redis_client(settings), [a.name for a in settings.accounts])
+    client = redis_client(settings)
+    rows = with_events(client, account_statuses(client, [a.name for a in settings.accounts]))
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.as_dict()))
@@ -263,6 +264,8 @@ def status(obj: CliContext, as_json: bool) -> None:
         "ledger",
         "lock holder",
         "last error",
+        "events pending/dead",
+        "event sink error",
     )
     for r in rows:
         when = (
@@ -281,6 +284,8 @@ def status(obj: CliContext, as_json: bool) -> None:
             str(r.ledger_size),
             r.lock_holder or "-",
             r.error[:60],
+            f"{r.events_pending}/{r.events_dead}",
+            r.events_error[:60],
         )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
@@ -308,3 +313,4 @@ def accounts(obj: CliContext, as_json: bool) -> None:
 # Command groups kept in their own modules register themselves on ``main`` when imported
 # (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
 # One import line per module, below.
+import ingest.cli_events  # noqa: E402, F401

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ingest.errors import ConfigError
+from ingest.events_config import SinkList
 
 CONFIG_ENV = "INGEST_CONFIG"
 _INLINE_SECRETS = ("password", "secret", "token")
@@ -112,6 +113,7 @@ class AccountConfig(_Frozen):
         default=None, ge=1, description="bytes (LIST size); larger messages stay on the server"
     )
     timeout: float = Field(default=60.0, gt=0, description="seconds per socket read")
+    events: SinkList | None = Field(default=None, description="event sinks; None: the default")
 
     @model_validator(mode="before")
     @classmethod
@@ -174,6 +176,8 @@ class Settings(_Frozen):
     parse_max_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="larger messages get a headers-only JSON"
     )
+    events: SinkList = Field(default=(), description="event sinks of accounts without their own")
+    events_interval: float = Field(default=5.0, gt=0, description="seconds between deliveries")
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")

@@ -18,6 +18,11 @@ keys in one Redis Cluster slot):
     ingest:{account}:oauth      string  the shared OAuth2 access token (expires with it)
     ingest:{account}:login-delay  string  present while the server's LOGIN-DELAY runs
     ingest:{account}:oauth:refreshing  string  single-flight flag while one worker refreshes
+    ingest:{account}:outbox:{sink}:events   hash  event id -> CloudEvent JSON (pending or dead)
+    ingest:{account}:outbox:{sink}:due      sorted set  event id -> when to (re)send it
+    ingest:{account}:outbox:{sink}:attempts hash  event id -> failed deliveries so far
+    ingest:{account}:outbox:{sink}:dead     sorted set  event id -> when it was dead-lettered
+    ingest:{account}:events     hash  delivery counters and last errors, per sink
     ingest:{schedule}           sorted set  account -> next due time (unix seconds)
     ingest:{schedule}:intervals hash  account -> interval (seconds)
     ingest:{schedule}:digest    string  digest of the configured (account, interval) list
@@ -106,3 +111,16 @@ def oauth_refresh_key(account: str) -> str:
 SCHEDULE_KEY = "ingest:{schedule}"
 INTERVALS_KEY = "ingest:{schedule}:intervals"
 SCHEDULE_DIGEST_KEY = "ingest:{schedule}:digest"
+
+
+def outbox_keys(account: str, sink: str) -> tuple[str, str, str, str]:
+    """The outbox of one sink of ``account``: (events, due, attempts, dead)."""
+    if not ACCOUNT_NAME.match(account) or not ACCOUNT_NAME.match(sink):
+        raise ValueError(f"account {account!r} or sink {sink!r} does not match [a-z0-9_-]+")
+    base = f"ingest:{{{account}}}:outbox:{sink}"
+    return f"{base}:events", f"{base}:due", f"{base}:attempts", f"{base}:dead"
+
+
+def event_stats_key(account: str) -> str:
+    """Per-sink counters (pending, dead, delivered, failures) and the last error of each."""
+    return f"ingest:{{{account}}}:events"

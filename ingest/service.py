@@ -16,6 +16,7 @@ import structlog
 
 from ingest import keys
 from ingest.config import AccountConfig, Settings, resolve_password
+from ingest.delivery import recording_hooks
 from ingest.errors import AuthError, TransientError
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
@@ -109,7 +110,9 @@ def poll_account(
             _honour_capabilities(client, account, session)
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
-            poll(plan_for(account, settings), session, ledger, store, lock, report=report)
+            hooks = recording_hooks(settings, client, account)  # the events outbox, if sinks
+            poll(plan_for(account, settings), session, ledger, store, lock, report=report,
+                 hooks=hooks)  # fmt: skip
         log.info("poll.finished", account=name, **_fields(report), seconds=time.time() - started)
         return report
     except Exception as err:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis
@@ -25,6 +25,9 @@ class AccountStatus:
     error: str
     lock_holder: str | None
     ledger_size: int
+    events_pending: int = 0
+    events_dead: int = 0
+    events_error: str = ""  # "SINK: error" of each sink whose last attempt failed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +67,22 @@ def _status(
         lock_holder=holder.decode() if holder else None,
         ledger_size=size,
     )
+
+
+def with_events(client: redis.Redis, rows: list[AccountStatus]) -> list[AccountStatus]:
+    """The rows with their events outbox: pending and dead-lettered events, sink errors."""
+    from ingest.outbox import sink_stats, totals  # noqa: PLC0415 - an optional feature
+
+    stats = sink_stats(client, [r.account for r in rows])
+    out = []
+    for row in rows:
+        sinks = stats[row.account]
+        errors = [f"{name}: {s['error']}" for name, s in sorted(sinks.items()) if s.get("error")]
+        pending, dead = totals(sinks)
+        out.append(
+            replace(row, events_pending=pending, events_dead=dead, events_error="; ".join(errors))
+        )
+    return out
 
 
 def describe_account(account: AccountConfig) -> dict[str, Any]:

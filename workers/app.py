@@ -16,6 +16,7 @@ from celery.signals import worker_init
 from ingest import logs
 from ingest.checks import startup_problems
 from ingest.config import load_settings
+from ingest.delivery import account_sinks
 
 settings = load_settings()
 logs.configure(os.environ.get("INGEST_LOG_LEVEL", "INFO"))
@@ -47,6 +48,13 @@ app.conf.update(
         "INGEST_BEAT_STATE", str(Path(tempfile.gettempdir()) / "ingest-celerybeat-schedule")
     ),
 )
+
+if any(account_sinks(settings, a) for a in settings.accounts):
+    app.conf.beat_schedule["deliver-events"] = {
+        "task": "ingest.deliver_events",
+        "schedule": settings.events_interval,
+        "options": {"expires": settings.events_interval},
+    }
 
 
 @worker_init.connect

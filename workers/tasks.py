@@ -1,4 +1,5 @@
-"""Celery tasks: ``ingest.dispatch`` (run by beat) and ``ingest.poll_account`` (per account).
+"""Celery tasks: ``ingest.dispatch`` (run by beat), ``ingest.poll_account`` (per account) and
+``ingest.deliver_events`` (beat, and after a poll that fetched mail, for accounts with sinks).
 
 Task arguments carry account names only, never a secret.
 """
@@ -13,7 +14,8 @@ import redis
 import structlog
 from celery import Task
 
-from ingest.errors import ConfigError, PermanentError, TransientError
+from ingest.delivery import account_sinks, deliver_account
+from ingest.errors import ConfigError, IngestError, PermanentError, TransientError
 from ingest.interfaces import BlobStore
 from ingest.schedule import Schedule
 from ingest.service import poll_account as run_poll
@@ -59,6 +61,8 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
         return {"account": name, "outcome": "failed", "error": str(err)}
     finally:
         structlog.contextvars.unbind_contextvars("task_id")
+    if report.fetched and account_sinks(settings, settings.account(name)):
+        deliver_events.apply_async(args=[name], expires=settings.events_interval * 4)
     return {"account": name, "outcome": report.outcome, "stored": report.stored}
 
 
@@ -73,3 +77,24 @@ def dispatch() -> list[str]:
     if due:
         log.info("dispatch.enqueued", accounts=len(due))
     return due
+
+
+def send_event_task(task: str, queue: str, event: dict[str, Any]) -> None:
+    """The celery sink's sender: task ``task`` on ``queue`` with the CloudEvent as argument."""
+    policy = {"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0}
+    app.send_task(task, args=[event], queue=queue, retry=True, retry_policy=policy)
+
+
+@app.task(name="ingest.deliver_events")
+def deliver_events(name: str | None = None) -> dict[str, int]:
+    """Send due events of account ``name`` (default: every account with sinks)."""
+    names = [name] if name else [a.name for a in settings.accounts if account_sinks(settings, a)]
+    delivered = {}
+    for account in names:
+        try:
+            report = deliver_account(settings, _redis(), account, sender=send_event_task)
+        except IngestError as err:  # Redis down, account gone: the next run tries again
+            log.warning("events.run_failed", account=account, error=str(err))
+            continue
+        delivered[account] = report.delivered
+    return delivered

@@ -23,7 +23,10 @@ from support import (
 from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files
 from ingest.failpoints import POINTS
 
-PER_MESSAGE = {"after_retr", "after_raw_put", "after_json_put", "after_mark_stored", "after_dele"}
+PER_MESSAGE = {
+    "after_retr", "after_raw_put", "after_json_put", "after_hooks", "after_mark_stored",
+    "after_dele",
+}  # fmt: skip
 MESSAGES = 5
 
 
