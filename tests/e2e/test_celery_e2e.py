@@ -30,17 +30,19 @@ class Monitor:
 
     def __init__(self, url: str) -> None:
         self.commands: list[str] = []
-        self._client = redis.Redis.from_url(url)
+        self._client = redis.Redis.from_url(url, socket_timeout=None)
         self._mon = self._client.monitor().__enter__()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            while True:
+        while True:
+            try:
                 self.commands.append(self._mon.next_command()["command"])
-        except (redis.RedisError, OSError, ValueError):
-            return
+            except redis.TimeoutError:
+                continue  # a quiet moment on the broker, not the end of the capture
+            except (redis.RedisError, OSError, ValueError):
+                return
 
     def close(self) -> None:
         self._mon.connection.disconnect()
