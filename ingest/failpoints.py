@@ -7,7 +7,7 @@ that inherits the same environment runs through. Unset, a check is one attribute
 
 The points, in the order a poll reaches them (see ``ingest/pipeline.py``)::
 
-    after_listing  after_retr  after_raw_put  after_json_put  after_mark_stored
+    after_listing  after_retr  after_raw_put  after_json_put  after_hooks  after_mark_stored
     after_dele  before_quit  after_quit_sent  after_quit  after_mark_deleted
 """
 
@@ -18,7 +18,8 @@ import signal
 from pathlib import Path
 
 POINTS = (
-    "after_listing", "after_retr", "after_raw_put", "after_json_put", "after_mark_stored",
+    "after_listing", "after_retr", "after_raw_put", "after_json_put", "after_hooks",
+    "after_mark_stored",
     "after_dele", "before_quit", "after_quit_sent", "after_quit", "after_mark_deleted",
 )  # fmt: skip
 

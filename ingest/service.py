@@ -17,6 +17,7 @@ import structlog
 from ingest import keys
 from ingest.config import AccountConfig, Settings, resolve_password
 from ingest.errors import AuthError, TransientError
+from ingest.index import index_hook
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
@@ -109,7 +110,9 @@ def poll_account(
             _honour_capabilities(client, account, session)
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
-            poll(plan_for(account, settings), session, ledger, store, lock, report=report)
+            hooks = (index_hook(store, settings.storage.prefix),) if settings.storage.index else ()
+            poll(plan_for(account, settings), session, ledger, store, lock, report=report,
+                 hooks=hooks)  # fmt: skip
         log.info("poll.finished", account=name, **_fields(report), seconds=time.time() - started)
         return report
     except Exception as err:

@@ -60,6 +60,7 @@ def write_config(
     bucket: str | None = None,
     prefix: str = "",
     directory: Path | None = None,
+    index: bool = False,
     **extra: Any,
 ) -> Path:
     if directory is not None:
@@ -71,6 +72,8 @@ def write_config(
             "endpoint_url": s3.endpoint_url,
             "region": "us-east-1",
         }
+    if index:
+        storage["index"] = True
     data = {"redis_url": redis_url, "storage": storage, "accounts": accounts, **extra}
     path.write_text(yaml.safe_dump(data))
     return path
