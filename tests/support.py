@@ -139,3 +139,17 @@ def poll_until_unlocked(
         time.sleep(0.5)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def assert_index_rows_once(objects: dict[str, bytes], prefix: str = "") -> None:
+    """Exactly one index row per JSON document, at the key and with the bytes its document
+    gives (what `ingest index rebuild` would write), and no other row."""
+    from ingest import index  # noqa: PLC0415 - only index tests need it
+
+    _, docs = split_objects(objects)
+    rows = {k: v for k, v in objects.items() if "/account=" in k and k.endswith(".ndjson")}
+    wanted = {}
+    for body in docs.values():
+        doc = json.loads(body)
+        wanted[index.row_key(doc, prefix)] = index.row_bytes(index.build_row(doc, prefix))
+    assert rows == wanted
