@@ -224,7 +224,8 @@ def _summary(counts: dict[str, int], as_json: bool, status: str) -> None:
         click.echo(json.dumps({"summary": status, **counts}))
         return
     click.echo(
-        f"verify {status}: {counts['checked']} object(s) re-read; {counts['missing']} missing, "
+        f"verify {status}: {counts['checked']} message(s) and attachment(s) re-read; "
+        f"{counts['missing']} missing, "
         f"{counts['corrupt']} corrupt, {counts['orphaned']} orphaned"
     )
 

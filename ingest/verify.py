@@ -126,11 +126,11 @@ class _Account:
             self.found("missing", "index", sha, "rebuild it with `ingest index rebuild`")
         if self.plan.rng.random() >= self.plan.sample:
             return
-        self.state.checked += 1
         if raw is not None:
             self._hash(raw, sha, "raw")
         if doc is not None:
             self._document(sha, doc, raw_key, row)
+        self.state.checked += 1
 
     def _hash(self, key: str, sha: str, what: str) -> None:
         self.pacer.wait()
@@ -180,8 +180,8 @@ class _Account:
         for sha, key in self._listing("att", ""):
             if self.state.todo((self.name, ATTACHMENTS, sha)):
                 if self.plan.rng.random() < self.plan.sample:
-                    self.state.checked += 1
                     self._hash(key, sha, "attachment")
+                    self.state.checked += 1
                 self.state.done((self.name, ATTACHMENTS, sha))
 
 
