@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,9 @@ from ingest.config import Settings
 from ingest.errors import ConfigError, IngestError
 from ingest.interfaces import BlobStore
 from ingest.search import Query
+
+if TYPE_CHECKING:
+    from ingest.export import Sink
 
 
 def _accounts(settings: Settings, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -77,6 +80,9 @@ def search(obj: CliContext, /, *, accounts: tuple[str, ...], as_json: bool, **kw
     from ingest.search import search as run  # noqa: PLC0415
 
     settings = obj.settings()
+    if not settings.storage.index:
+        click.echo("note: storage.index is off; only rows written by `ingest index rebuild` "
+                   "are searched", err=True)  # fmt: skip
     rows = run(_store(settings), settings.storage.prefix, _query(settings, accounts, **kw))
     if as_json:
         for row in rows:
@@ -117,24 +123,32 @@ def export(
     Messages are selected in the index (the filters of `search`), or by --sha from their
     JSON documents. Each is hashed on the way out: a corrupt object stops the export.
     """
-    from ingest.export import export_one, open_sink  # noqa: PLC0415
+    from ingest.export import open_sink  # noqa: PLC0415
 
     settings = obj.settings()
     store = _store(settings)
-    rows = _selection(settings, store, accounts, shas, kw)
-    sink = open_sink(kind, out, eol)
+    try:
+        rows = _selection(settings, store, accounts, shas, kw)
+        written = _export(store, open_sink(kind, out, eol), rows)
+    except (IngestError, OSError, ValueError) as err:
+        click.echo(f"export failed: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"{written} message(s) exported to {out} ({len(rows) - written} already there)")
+
+
+def _export(store: BlobStore, sink: Sink, rows: list[dict[str, Any]]) -> int:
+    """Stream every selected message into ``sink``; how many were written (not skipped)."""
+    from ingest.export import export_one  # noqa: PLC0415
+
     written = 0
     try:
         with _progress(f"exporting {len(rows)}", len(rows)) as advance:
             for row in rows:
                 written += export_one(store, sink, row)
                 advance()
-    except IngestError as err:
-        click.echo(f"export failed: {err}", err=True)
-        sys.exit(1)
     finally:
         sink.close()
-    click.echo(f"{written} message(s) exported to {out} ({len(rows) - written} already there)")
+    return written
 
 
 def _selection(

@@ -129,3 +129,20 @@ def test_rebuild_recreates_identical_rows(
     result = run_cli(cfg, "index", "rebuild", "support", env=env)
     assert "0 row(s) created, 1 rewritten" in result.stdout
     assert _files(store / "index") == original
+
+
+def test_reparse_keeps_the_index_in_step(
+    tmp_path: Path, dovecot: Dovecot, mail_user: MailUser, redis_url: str
+) -> None:
+    """A document `ingest reparse` rewrites gets its row rewritten from the new document."""
+    cfg, store, env = _poll_into_directory(tmp_path, dovecot, mail_user, redis_url)
+    original = _files(store / "index")
+    doc_path = next((store / "support" / "json").rglob("*.json"))
+    doc = json.loads(doc_path.read_bytes())
+    row_path = store / index.row_key(doc, "")
+    doc_path.write_text(json.dumps({**doc, "subject": "stale"}))
+    row_path.write_bytes(index.row_bytes(index.build_row({**doc, "subject": "stale"}, "")))
+    result = run_cli(cfg, "reparse", "support", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 document(s) rewritten" in result.stdout
+    assert _files(store / "index") == original
