@@ -173,11 +173,11 @@ class MaildirSink:
         now = time.time()
         name = f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{self.count}S{sha}.{self.host}"
         tmp = self.root / "tmp" / name
-        with tmp.open("xb") as out:
-            for chunk in _Hashing(stream, sha).chunks():
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            _write_synced(tmp, _Hashing(stream, sha).chunks())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+            raise
         if self.owner is not None:  # delivered as the mailbox's owner, so the server can read it
             os.chown(tmp, *self.owner)
         os.link(tmp, self.root / "new" / name)
@@ -191,6 +191,14 @@ class MaildirSink:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _write_synced(path: Path, chunks: Iterator[bytes]) -> None:
+    with path.open("xb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def open_sink(kind: str, path: Path, eol: str = "crlf") -> Sink:
