@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +30,13 @@ from ingest.errors import IngestError
 from ingest.interfaces import BlobStore
 from ingest.verify_state import Finding, Pacer, State, Stop
 
-Found = Callable[[Finding], None]
-MESSAGES, ROWS, ATTACHMENTS = 0, 1, 2
+MESSAGES, ROWS, ATTACHMENTS, END = 0, 1, 2, 9  # stages, in the order a run visits them
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyPlan:
+    """What to audit and how much of it to re-read."""
+
     accounts: tuple[str, ...]
     prefix: str = ""
     index: bool = True  # the index is written, so every message must have its row
@@ -200,7 +201,7 @@ def verify(store: BlobStore, plan: VerifyPlan, state: State, pacer: Pacer) -> St
     """Audit every account of ``plan`` from where ``state`` stopped; findings go to ``state``."""
     try:
         for name in sorted(plan.accounts):
-            if state.todo((name, 99, "")):
+            if state.todo((name, END, "")):
                 _Account(plan, store, state, pacer, name).run()
         state.finish()
     except (KeyboardInterrupt, Stop):
