@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,12 +49,19 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[], None]]:
         yield lambda: bar.advance(task)
 
 
+def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A YYYY-MM-DD day, checked (the index compares days as text)."""
+    if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise click.BadParameter("expected YYYY-MM-DD")
+    return value
+
+
 def _filters(func: Callable[..., Any]) -> Callable[..., Any]:
     """The selection options shared by ``search`` and ``export``."""
     options = [
         click.argument("accounts", nargs=-1),
-        click.option("--since", help="First day (YYYY-MM-DD, UTC day of the Date header)."),
-        click.option("--until", help="Last day (YYYY-MM-DD), inclusive."),
+        click.option("--since", callback=_day, help="First day (YYYY-MM-DD, UTC, of the Date)."),
+        click.option("--until", callback=_day, help="Last day (YYYY-MM-DD), inclusive."),
         click.option("--from", "sender", help="Part of a From address or name (any case)."),
         click.option("--to", "recipient", help="Part of a To or Cc address (any case)."),
         click.option("--subject", "words", multiple=True, help="A word of the subject (repeat)."),

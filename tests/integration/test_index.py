@@ -106,6 +106,19 @@ def test_search_filters_rows_like_the_documents_say(
     assert shas("--subject", word) == {
         d["sha256"] for d in docs if word.casefold() in (d["subject"] or "").casefold()
     }
+    sender = next(d for d in docs if d["from"])["from"][0]["address"]
+    needle = sender.casefold()
+    assert shas("--from", sender.upper()) == {
+        d["sha256"]
+        for d in docs
+        if any(needle in a["address"].casefold() for a in d["from"])
+        or (d["from"] and needle in (d["from"][0]["name"] or "").casefold())
+    }
+    with_id = next(d for d in docs if d["message_id"])
+    assert shas("--message-id", f"<{with_id['message_id']}>") == {
+        d["sha256"] for d in docs if d["message_id"] == with_id["message_id"]
+    }
+    assert run_cli(cfg, "search", "--since", "yesterday", env=env).returncode == 2
     table = run_cli(cfg, "search", "support", "--subject", word, env=env)
     assert table.returncode == 0 and "message(s)" in table.stderr
 
