@@ -313,4 +313,5 @@ def accounts(obj: CliContext, as_json: bool) -> None:
 # Command groups kept in their own modules register themselves on ``main`` when imported
 # (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
 # One import line per module, below.
+import ingest.cli_archive  # noqa: E402 - search, export, verify, index
 import ingest.cli_events  # noqa: E402, F401

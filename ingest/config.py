@@ -35,6 +35,7 @@ class StorageConfig(_Frozen):
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     timeout: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=20)
+    index: bool = Field(default=False, description="write one index row per message (archive)")
 
     @model_validator(mode="after")
     def _check_url(self) -> StorageConfig:

@@ -63,6 +63,14 @@ class Ledger(Protocol):
     def remove(self, uidls: Iterable[str]) -> None: ...
 
 
+class Readable(Protocol):
+    """An object being read as a stream (a file, a boto3 streaming body); close it after."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class BlobStore(Protocol):
     """Create-only, verified writes of whole objects under content-derived keys."""
 
@@ -75,6 +83,9 @@ class BlobStore(Protocol):
         """
 
     def get(self, key: str) -> bytes: ...
+
+    def reader(self, key: str) -> Readable:
+        """The object as a stream, for objects too large to hold in memory."""
 
     def replace(self, key: str, body: Spool, content_type: str) -> None:
         """Overwrite a *derived* object (never a raw message), verified."""

@@ -7,6 +7,9 @@ after any crash writes the very same key and never a second copy:
     {prefix}/{account}/json/{sha[0:2]}/{sha}.json  the structured JSON document
     {prefix}/{account}/att/{sha[0:2]}/{sha}        one attachment's decoded bytes (stored once
                                                    per account however many mails carry it)
+    {prefix}/index/account={account}/day={YYYY-MM-DD}/{sha}.ndjson
+                                                   the message's index row (hive partitions;
+                                                   day = UTC day of its Date header)
 
 Redis keys (one namespace, ``ingest:``; the ``{account}`` hash tag keeps one account's
 keys in one Redis Cluster slot):
@@ -55,9 +58,7 @@ def raw_key(prefix: str, account: str, sha256: str) -> str:
 
 def raw_prefix(prefix: str, account: str) -> str:
     """The key prefix under which every raw message of ``account`` lies."""
-    if not ACCOUNT_NAME.match(account):
-        raise ValueError(f"account name {account!r} does not match [a-z0-9_-]+")
-    return _join(prefix, account, "raw") + "/"
+    return account_prefix(prefix, account, "raw")
 
 
 def sha_of_raw_key(key: str) -> str | None:
@@ -77,6 +78,47 @@ def attachment_key(prefix: str, account: str, sha256: str) -> str:
     """Key of an attachment's decoded content, shared by every message that carries it."""
     _check(account, sha256)
     return _join(prefix, account, "att", sha256[:2], sha256)
+
+
+def account_prefix(prefix: str, account: str, kind: str) -> str:
+    """The key prefix of one kind of object (``raw``, ``json``, ``att``) of ``account``."""
+    if not ACCOUNT_NAME.match(account):
+        raise ValueError(f"account name {account!r} does not match [a-z0-9_-]+")
+    return _join(prefix, account, kind) + "/"
+
+
+def sha_of_key(key: str) -> str | None:
+    """The sha256 a raw, JSON, attachment or index key was built from, else None."""
+    name = key.rsplit("/", 1)[-1]
+    sha = name.split(".", 1)[0]
+    return sha if _SHA256.match(sha) else None
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+UNDATED_DAY = "1970-01-01"  # the partition of messages without a usable Date (or before 1970)
+
+
+def index_key(prefix: str, account: str, day: str, sha256: str) -> str:
+    """Key of one message's index row (one NDJSON line), in hive-style partitions."""
+    _check(account, sha256)
+    if not _DAY.match(day):
+        raise ValueError(f"not a YYYY-MM-DD day: {day!r}")
+    return _join(prefix, "index", f"account={account}", f"day={day}", f"{sha256}.ndjson")
+
+
+def index_prefix(prefix: str, account: str) -> str:
+    """The key prefix of every index row of ``account``."""
+    if not ACCOUNT_NAME.match(account):
+        raise ValueError(f"account name {account!r} does not match [a-z0-9_-]+")
+    return _join(prefix, "index", f"account={account}") + "/"
+
+
+def day_of_index_key(key: str) -> str | None:
+    """The ``day=`` partition of an index row key, or None."""
+    for part in key.split("/"):
+        if part.startswith("day=") and _DAY.match(part[4:]):
+            return part[4:]
+    return None
 
 
 def ledger_key(account: str) -> str:

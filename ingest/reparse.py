@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -17,6 +18,7 @@ from ingest import keys
 from ingest.config import Settings
 from ingest.documents import DocumentSpec, build_document, document_body
 from ingest.errors import IngestError
+from ingest.index import sync_row
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
 from ingest.spool import Spool
@@ -53,7 +55,9 @@ def reparse(
     for key in raw:
         report.seen += 1
         try:
-            _one(spec, store, key, uidls, report)
+            doc = _one(spec, store, key, uidls, report)
+            if doc is not None and settings.storage.index:
+                sync_row(store, doc, spec.prefix)
         except IngestError:
             report.failed += 1
         progress()
@@ -62,7 +66,8 @@ def reparse(
 
 def _one(
     spec: DocumentSpec, store: BlobStore, key: str, uidls: dict[str, str], report: ReparseReport
-) -> None:
+) -> dict[str, Any] | None:
+    """Rebuild one document; the new document when it was rewritten, else None."""
     sha = keys.sha_of_raw_key(key)
     assert sha is not None
     json_key = keys.json_key(spec.prefix, spec.account, sha)
@@ -73,11 +78,13 @@ def _one(
         old, uidl = b"", uidls.get(sha, "")
     raw = Spool.of(store.get(key))
     try:
-        body = document_body(build_document(spec, raw, uidl, store))
+        doc = build_document(spec, raw, uidl, store)
     finally:
         raw.close()
+    body = document_body(doc)
     if body.read() == old:
         report.unchanged += 1
-        return
+        return None
     store.replace(json_key, body, "application/json")
     report.rewritten += 1
+    return doc

@@ -18,6 +18,7 @@ from ingest import keys
 from ingest.config import AccountConfig, Settings, resolve_password
 from ingest.delivery import recording_hooks
 from ingest.errors import AuthError, TransientError
+from ingest.index import index_hook
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
@@ -110,7 +111,10 @@ def poll_account(
             _honour_capabilities(client, account, session)
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
-            hooks = recording_hooks(settings, client, account)  # the events outbox, if sinks
+            hooks = (
+                *((index_hook(store, settings.storage.prefix),) if settings.storage.index else ()),
+                *recording_hooks(settings, client, account),  # the events outbox, if sinks
+            )  # the index row first: an event then points at everything stored
             poll(plan_for(account, settings), session, ledger, store, lock, report=report,
                  hooks=hooks)  # fmt: skip
         log.info("poll.finished", account=name, **_fields(report), seconds=time.time() - started)

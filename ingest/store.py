@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.config import StorageConfig
 from ingest.errors import StorageError, TransientError
-from ingest.interfaces import BlobStore, Put
+from ingest.interfaces import BlobStore, Put, Readable
 from ingest.spool import Spool
 
 if TYPE_CHECKING:
@@ -134,6 +134,13 @@ class S3Store:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             return body.read()
+        except (ClientError, BotoCoreError) as err:
+            raise _translate(err, f"GET {key}") from err
+
+    def reader(self, key: str) -> Readable:
+        """The object's body as a stream (a GET whose body is read as the caller goes)."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except (ClientError, BotoCoreError) as err:
             raise _translate(err, f"GET {key}") from err
 
@@ -250,6 +257,12 @@ class DirectoryStore:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except OSError as err:
+            raise StorageError(f"cannot read {key}: {err}") from err
+
+    def reader(self, key: str) -> Readable:
+        try:
+            return self._path(key).open("rb")
         except OSError as err:
             raise StorageError(f"cannot read {key}: {err}") from err
 

@@ -7,6 +7,7 @@ so the fakes cannot drift from reality.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -179,6 +180,9 @@ class MemoryStore:
         if key not in self.objects:
             raise StorageError(f"no object {key}")
         return self.objects[key]
+
+    def reader(self, key: str) -> io.BytesIO:
+        return io.BytesIO(self.get(key))
 
     def replace(self, key: str, body: Spool, content_type: str) -> None:
         self.objects[key] = body.read()

@@ -60,6 +60,7 @@ def write_config(
     bucket: str | None = None,
     prefix: str = "",
     directory: Path | None = None,
+    index: bool = False,
     **extra: Any,
 ) -> Path:
     if directory is not None:
@@ -71,6 +72,8 @@ def write_config(
             "endpoint_url": s3.endpoint_url,
             "region": "us-east-1",
         }
+    if index:
+        storage["index"] = True
     data = {"redis_url": redis_url, "storage": storage, "accounts": accounts, **extra}
     path.write_text(yaml.safe_dump(data))
     return path
@@ -136,3 +139,17 @@ def poll_until_unlocked(
         time.sleep(0.5)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def assert_index_rows_once(objects: dict[str, bytes], prefix: str = "") -> None:
+    """Exactly one index row per JSON document, at the key and with the bytes its document
+    gives (what `ingest index rebuild` would write), and no other row."""
+    from ingest import index  # noqa: PLC0415 - only index tests need it
+
+    _, docs = split_objects(objects)
+    rows = {k: v for k, v in objects.items() if "/account=" in k and k.endswith(".ndjson")}
+    wanted = {}
+    for body in docs.values():
+        doc = json.loads(body)
+        wanted[index.row_key(doc, prefix)] = index.row_bytes(index.build_row(doc, prefix))
+    assert rows == wanted

@@ -1,8 +1,8 @@
 """SIGKILL a real `ingest poll` process at every named step, restart, and check the invariants.
 
 After the kill and one clean poll: every message is stored exactly once (no missing raw, no
-second raw or JSON under another key), and the mailbox is empty (delete mode) or untouched
-(keep mode).
+second raw or JSON under another key), each message has exactly one index row, and the
+mailbox is empty (delete mode) or untouched (keep mode).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from support import (
     account_entry,
+    assert_index_rows_once,
     assert_stored_exactly_once,
+    bucket_objects,
     password_env,
     poll_until_unlocked,
     run_cli,
@@ -51,6 +53,7 @@ def _setup(
         prefix="crash",
         accounts=[account_entry(dovecot, user, delete=delete)],
         lock_ttl=2,
+        index=True,
     )
     return cfg, {password_env("support"): user.password}, expected
 
@@ -76,6 +79,7 @@ def test_kill_at_each_point_then_restart_stores_everything_once(
         assert dovecot.message_count(mail_user.name) == MESSAGES  # nothing committed
     poll_until_unlocked(cfg, env)
     assert_stored_exactly_once(s3_server, bucket, expected)
+    assert_index_rows_once(bucket_objects(s3_server, bucket), "crash")
     assert dovecot.message_count(mail_user.name) == 0
     again = poll_until_unlocked(cfg, env)
     assert "fetched 0, stored 0" in again
@@ -100,4 +104,5 @@ def test_kill_in_keep_mode_leaves_the_mailbox_untouched(
     assert killed.returncode == -signal.SIGKILL
     poll_until_unlocked(cfg, env)
     assert_stored_exactly_once(s3_server, bucket, expected)
+    assert_index_rows_once(bucket_objects(s3_server, bucket), "crash")
     assert dovecot.message_count(mail_user.name) == MESSAGES

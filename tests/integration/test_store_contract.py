@@ -108,3 +108,16 @@ def test_missing_object_is_a_storage_error(make_store) -> None:
     store, _ = make_store()
     with pytest.raises(StorageError):
         store.get("no/such/key")
+
+
+def test_reader_streams_the_stored_bytes(make_store) -> None:
+    """reader() gives the object's exact bytes as a stream; a missing key is a StorageError."""
+    store, _ = make_store()
+    store.put("acct/raw/ab/y.eml", Spool.of(DATA), "message/rfc822")
+    stream = store.reader("acct/raw/ab/y.eml")
+    try:
+        assert stream.read(5) + stream.read(1 << 20) == DATA
+    finally:
+        stream.close()
+    with pytest.raises(StorageError):
+        store.reader("no/such/key").close()
