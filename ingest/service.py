@@ -15,6 +15,7 @@ import redis
 import structlog
 
 from ingest import keys
+from ingest.account_store import account_store
 from ingest.config import AccountConfig, Settings, resolve_password
 from ingest.errors import AuthError, TransientError
 from ingest.interfaces import BlobStore
@@ -54,13 +55,14 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
     return PollPlan(
         account=account.name,
         prefix=settings.storage.prefix,
-        delete=account.delete == "after_store",
+        delete=account.delete != "never",
         grace_seconds=settings.ledger_grace_days * 86400,
         quarantine_after=settings.quarantine_after,
         parse_max_bytes=settings.parse_max_bytes,
         max_message_size=account.max_message_size,
         ticket_pattern=account.ticket_pattern,
         store_concurrency=settings.store_concurrency,
+        delete_after_seconds=(account.delete_after_days or 0) * 86400 or None,
     )
 
 
@@ -95,7 +97,7 @@ def poll_account(
     """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked."""
     account = settings.account(name)
     client = client or redis_client(settings)
-    store = store or open_store(settings.storage)
+    store = account_store(store or open_store(settings.storage), settings, name)
     if _login_delayed(client, name):
         return PollReport(account=name, outcome="deferred")
     lock = AccountLock(client, account.name, settings.lock_ttl)
