@@ -333,7 +333,8 @@ class _Poll:
         failpoint("after_hooks")
         if doc.get("parse_error"):
             log.warning("message.parse_failed", error=doc["parse_error"])
-        log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value, **storage)
+        extra = {"storage": storage} if storage else {}
+        log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value, **extra)
         head = header_block(msg.raw.head())
         record = LedgerRecord(
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
