@@ -271,3 +271,29 @@ def _age(redis_url: str, days: float, only: str) -> None:
 
 def _fields(record: LedgerRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def test_create_only_writes_stay_exactly_once_on_a_versioned_locked_bucket(
+    s3_server: MotoS3, locked_bucket: str
+) -> None:
+    """If-None-Match still refuses a second PUT on a versioned bucket: one version, and the
+    existing object's lock (read by HEAD) is what gets recorded for it."""
+    from ingest.config import StorageConfig  # noqa: PLC0415
+    from ingest.interfaces import Put  # noqa: PLC0415
+    from ingest.object_params import ObjectWriter  # noqa: PLC0415
+    from ingest.spool import Spool  # noqa: PLC0415
+    from ingest.storage_options import StorageOptions  # noqa: PLC0415
+    from ingest.store import S3Store  # noqa: PLC0415
+
+    cfg = StorageConfig(url=f"s3://{locked_bucket}/mail", endpoint_url=s3_server.endpoint_url)
+    options = StorageOptions(object_lock={"mode": "governance", "days": 2})  # type: ignore[arg-type]
+    store = S3Store(cfg).for_account(ObjectWriter("support", "mail/support", options))
+    key = _raw_key(PLAIN)
+    assert store.put(key, Spool.of(as_pop3(PLAIN)), "message/rfc822") is Put.CREATED
+    first = store.protection(key)
+    again = S3Store(cfg).for_account(ObjectWriter("support", "mail/support", options))
+    assert again.put(key, Spool.of(as_pop3(PLAIN)), "message/rfc822") is Put.EXISTED
+    versions = s3_server.client().list_object_versions(Bucket=locked_bucket, Prefix=key)
+    assert len(versions["Versions"]) == 1
+    assert again.protection(key)["retain_until"] == first["retain_until"]
+    assert again.protection(key)["version_id"] == first["version_id"]
