@@ -8,10 +8,11 @@ from urllib.parse import urlparse
 from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.interfaces import Put
+from ingest.object_params import ObjectWriter
 from ingest.service import check_redis, endpoint_for, mailbox, redis_client
 from ingest.spool import Spool
 from ingest.storage_checks import protection_problems
-from ingest.store import open_store
+from ingest.store import S3Store, open_store
 
 PROBE = b"ingest storage check: create-only writes must be refused when the key exists\n"
 
@@ -80,6 +81,8 @@ def _check_protection(settings: Settings) -> Iterator[tuple[bool, str]]:
 
 def _check_store(settings: Settings) -> tuple[bool, str]:
     store = open_store(settings.storage)
+    if isinstance(store, S3Store):  # the probe goes with the default class, encryption, tags
+        store = store.for_account(ObjectWriter("_ingest", "_ingest", settings.storage))
     key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)
     try:
         store.put(key, Spool.of(PROBE), "text/plain")

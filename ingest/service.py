@@ -140,7 +140,9 @@ def _honour_capabilities(client: redis.Redis, account: AccountConfig, session: P
     if delay.isdigit() and int(delay) > 0:
         client.set(keys.login_delay_key(account.name), delay, ex=int(delay))
     expire = session.capabilities.get("EXPIRE", "").split(" ")[0].upper()
-    if account.delete == "never" and expire and expire != "NEVER":
+    days = int(expire) if expire.isdigit() else None  # EXPIRE n (days), NEVER or absent
+    keep = account.delete == "never" or (account.delete_after_days or 0) > (days or 0)
+    if keep and expire and expire != "NEVER":
         log.warning("mailbox.server_expires_mail", account=account.name, expire_days=expire)
 
 

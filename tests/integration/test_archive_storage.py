@@ -282,11 +282,11 @@ def test_create_only_writes_stay_exactly_once_on_a_versioned_locked_bucket(
     from ingest.interfaces import Put  # noqa: PLC0415
     from ingest.object_params import ObjectWriter  # noqa: PLC0415
     from ingest.spool import Spool  # noqa: PLC0415
-    from ingest.storage_options import StorageOptions  # noqa: PLC0415
+    from ingest.storage_options import ObjectLockConfig, StorageOptions  # noqa: PLC0415
     from ingest.store import S3Store  # noqa: PLC0415
 
     cfg = StorageConfig(url=f"s3://{locked_bucket}/mail", endpoint_url=s3_server.endpoint_url)
-    options = StorageOptions(object_lock={"mode": "governance", "days": 2})  # type: ignore[arg-type]
+    options = StorageOptions(object_lock=ObjectLockConfig(mode="governance", days=2))
     store = S3Store(cfg).for_account(ObjectWriter("support", "mail/support", options))
     key = _raw_key(PLAIN)
     assert store.put(key, Spool.of(as_pop3(PLAIN)), "message/rfc822") is Put.CREATED
