@@ -16,6 +16,7 @@ from support import account_entry, password_env, run_cli, write_config
 
 from harness import Dovecot, MailUser, MotoS3, as_pop3
 from ingest import keys
+from ingest.checks import startup_problems
 from ingest.config import Settings, load_settings
 from ingest.ledger import RedisLedger, encode
 from ingest.model import LedgerRecord
@@ -193,7 +194,8 @@ def test_startup_check_refuses_a_bucket_without_object_lock_and_a_missing_kms_ke
     tmp_path: Path, dovecot: Dovecot, mail_user: MailUser, s3_server: MotoS3,
     bucket: str, redis_url: str,
 ) -> None:  # fmt: skip
-    """`ingest check` fails, naming the account, instead of letting polls write unprotected."""
+    """`ingest check` and the worker's start-up refuse, naming the account, instead of
+    letting polls write without the configured protection."""
     storage = {"object_lock": {"mode": "compliance", "days": 1}, "sse": "kms",
                "kms_key_id": "11111111-2222-3333-4444-555555555555"}  # fmt: skip
     cfg = _config(tmp_path, dovecot, mail_user, s3_server, bucket, redis_url, storage)
@@ -202,6 +204,9 @@ def test_startup_check_refuses_a_bucket_without_object_lock_and_a_missing_kms_ke
     fails = [line for line in check.stdout.splitlines() if line.startswith("FAIL")]
     assert any("Object Lock is not enabled" in f and "accounts(support)" in f for f in fails)
     assert any("no such KMS key" in f and "accounts(support)" in f for f in fails)
+    problems = startup_problems(load_settings(cfg))  # what refuses a worker's start
+    assert any("Object Lock is not enabled" in p for p in problems)
+    assert any("no such KMS key" in p for p in problems)
 
 
 def test_startup_check_passes_when_the_bucket_and_key_are_there(
