@@ -64,6 +64,23 @@ class MotoS3(LocalServer):
             config=Config(s3={"addressing_style": "path"}, **config),
         )
 
-    def create_bucket(self, name: str) -> None:
-        """Create bucket ``name`` (us-east-1 takes no location constraint)."""
-        self.client().create_bucket(Bucket=name)
+    def create_bucket(self, name: str, *, object_lock: bool = False) -> None:
+        """Create bucket ``name`` (us-east-1 takes no location constraint); with
+        ``object_lock`` it is versioned and Object Lock is enabled on it."""
+        if object_lock:
+            self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        else:
+            self.client().create_bucket(Bucket=name)
+
+    def create_kms_key(self) -> str:
+        """A new, enabled KMS key on this server (moto serves KMS at the same endpoint)."""
+        import boto3  # noqa: PLC0415
+
+        kms = boto3.client(
+            "kms",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+        return str(kms.create_key(Description="ingest test key")["KeyMetadata"]["KeyId"])

@@ -1,4 +1,4 @@
-"""``ingest check``: the config, Redis, the store and every account, one verdict each."""
+"""``ingest check``: the config, Redis, the store (and its options) and every account."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from urllib.parse import urlparse
 from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.interfaces import Put
+from ingest.object_params import ObjectWriter
 from ingest.service import check_redis, endpoint_for, mailbox, redis_client
 from ingest.spool import Spool
-from ingest.store import open_store
+from ingest.storage_checks import protection_problems
+from ingest.store import S3Store, open_store
 
 PROBE = b"ingest storage check: create-only writes must be refused when the key exists\n"
 
@@ -40,6 +42,7 @@ def run_checks(settings: Settings) -> Iterator[tuple[bool, str]]:
     except IngestError as err:
         yield False, f"redis {where}: {err}"
     yield _check_store(settings)
+    yield from _check_protection(settings)
     for account in settings.accounts:
         yield _check_account(settings, account.name)
 
@@ -63,11 +66,23 @@ def startup_problems(settings: Settings) -> list[str]:
     ok, line = _check_store(settings)
     if not ok:
         problems.append(line)
-    return problems
+    return problems + protection_problems(settings)
+
+
+def _check_protection(settings: Settings) -> Iterator[tuple[bool, str]]:
+    """Object Lock and KMS key: one line per problem, or one ``ok`` when any is configured."""
+    problems = protection_problems(settings)
+    yield from ((False, problem) for problem in problems)
+    opts = [settings.storage, *(settings.options_for(a) for a in settings.accounts)]
+    asked = any(o.object_lock or o.legal_hold or o.sse == "kms" for o in opts)
+    if asked and not problems:
+        yield True, "storage options: Object Lock enabled and KMS keys present as configured"
 
 
 def _check_store(settings: Settings) -> tuple[bool, str]:
     store = open_store(settings.storage)
+    if isinstance(store, S3Store):  # the probe goes with the default class, encryption, tags
+        store = store.for_account(ObjectWriter("_ingest", "_ingest", settings.storage))
     key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)
     try:
         store.put(key, Spool.of(PROBE), "text/plain")

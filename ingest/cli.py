@@ -209,6 +209,7 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
     """
     from rich.progress import Progress  # noqa: PLC0415
 
+    from ingest.account_store import account_store  # noqa: PLC0415
     from ingest.reparse import raw_keys  # noqa: PLC0415
     from ingest.reparse import reparse as run  # noqa: PLC0415
     from ingest.service import redis_client  # noqa: PLC0415
@@ -216,7 +217,7 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
 
     settings = obj.settings()
     settings.account(name)
-    store = open_store(settings.storage)
+    store = account_store(open_store(settings.storage), settings, name)
     todo = raw_keys(store, settings, name)
     if shas:
         todo = [k for k in todo if any(k.endswith(f"/{s}.eml") for s in shas)]

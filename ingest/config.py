@@ -13,10 +13,18 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ingest.errors import ConfigError
 from ingest.events_config import SinkList
+from ingest.storage_options import StorageOptions, delete_mode, merge_options, option_problems
 
 CONFIG_ENV = "INGEST_CONFIG"
 _INLINE_SECRETS = ("password", "secret", "token")
@@ -26,11 +34,12 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class StorageConfig(_Frozen):
+class StorageConfig(StorageOptions):
     """Where objects go: ``s3://BUCKET/prefix`` or ``file:///abs/dir``."""
 
     url: str
     endpoint_url: str | None = None
+    kms_endpoint_url: str | None = None  # for the start-up check; default endpoint_url
     region: str | None = None
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     timeout: float = Field(default=60.0, gt=0)
@@ -105,7 +114,8 @@ class AccountConfig(_Frozen):
         default=None, pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$",
         description="SHA-256 of the server certificate, hex (colons allowed)",
     )  # fmt: skip
-    delete: Literal["after_store", "never"] = "after_store"
+    delete: str = Field(default="after_store", description="after_store | never | after_days:N")
+    storage_options: StorageOptions | None = None
     interval: int = Field(default=60, ge=1)
     ticket_pattern: str | None = Field(
         default=None, description="regex; its first group from the subject becomes ticket_ref"
@@ -127,6 +137,17 @@ class AccountConfig(_Frozen):
                         "variable name) or password_file (a path)"
                     )
         return data
+
+    @field_validator("delete", mode="before")
+    @classmethod
+    def _delete_mode(cls, value: Any) -> str:
+        return delete_mode(value)
+
+    @property
+    def delete_after_days(self) -> int | None:
+        """N of ``delete: after_days:N`` (keep on the server N days after storing), else None."""
+        _, _, days = self.delete.partition(":")
+        return int(days) if days else None
 
     @model_validator(mode="after")
     def _check(self) -> AccountConfig:
@@ -188,6 +209,20 @@ class Settings(_Frozen):
         if dupes:
             raise ValueError(f"account names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @model_validator(mode="after")
+    def _storage_options(self) -> Settings:
+        named = [
+            (f"accounts({a.name}).storage_options", self.options_for(a)) for a in self.accounts
+        ]
+        problems = option_problems(self.storage, named, s3=self.storage.scheme == "s3")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def options_for(self, account: AccountConfig) -> StorageOptions:
+        """The account's storage options: ``storage``'s, overridden by the keys it sets."""
+        return merge_options(self.storage, account.storage_options)
 
     def account(self, name: str) -> AccountConfig:
         for acc in self.accounts:

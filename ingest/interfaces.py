@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ingest.errors import PermanentError
 from ingest.model import LedgerRecord, MailboxEntry
@@ -100,3 +100,10 @@ class Guard(Protocol):
     """The poll's lock: ``check`` raises :class:`~ingest.errors.LockLost` once it is gone."""
 
     def check(self) -> None: ...
+
+
+@runtime_checkable
+class Protecting(Protocol):
+    """A store that can say how a raw object it wrote is protected (S3 write options)."""
+
+    def protection(self, key: str) -> dict[str, str]: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -89,7 +89,9 @@ class LedgerRecord:
     earlier session is deleted. ``body_sha256`` (everything after the header block) and
     ``message_id`` recognise a message whose headers the server rewrote (GNU Mailutils adds
     Status and X-UID fields after each session). ``failures`` and ``reason`` describe a
-    message that could not be stored (states ``failing`` and ``quarantined``).
+    message that could not be stored (states ``failing`` and ``quarantined``). ``storage``
+    is what the store reported for the raw object (version, encryption, class, Object Lock
+    mode and retain-until, legal hold); empty for stores without such options.
     """
 
     state: State
@@ -104,6 +106,7 @@ class LedgerRecord:
     reason: str = ""
     body_sha256: str = ""
     message_id: str = ""
+    storage: dict[str, str] = field(default_factory=dict)  # how the raw object is protected
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ from ingest import keys
 from ingest.documents import DocumentSpec, Parser, build_document, document_body
 from ingest.errors import PermanentError
 from ingest.failpoints import failpoint
-from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Put
+from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Protecting, Put
 from ingest.model import (
     FetchedMessage,
     LedgerRecord,
@@ -62,6 +62,7 @@ class PollPlan:
     max_message_size: int | None = None  # larger messages are left on the server
     ticket_pattern: str | None = None
     store_concurrency: int = 4  # messages stored at once (threads) while RETR goes on
+    delete_after_seconds: float | None = None  # delete: after_days:N (kept on the server)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,7 @@ class _Poll:
         Without UIDL the identity itself comes from the headers, so only the full
         comparison after RETR (:meth:`_same_content`) can tell.
         """
-        if not self.plan.delete:
+        if not self._due(record):
             return True
         if entry.derived:
             return False
@@ -208,10 +209,16 @@ class _Poll:
         self, entry: MailboxEntry, record: LedgerRecord, marked: dict[int, tuple[str, LedgerRecord]]
     ) -> None:
         """DELE (in delete mode); a refused one is left out of the ledger's ``deleted`` marks."""
-        if self.plan.delete:
+        if self._due(record):
             self.session.delete(entry)
             failpoint("after_dele")
             marked[entry.number] = (entry.uidl, record)
+
+    def _due(self, record: LedgerRecord) -> bool:
+        """Whether a stored message is to be deleted now: in delete mode, at once or (with
+        ``delete_after_seconds``) once that long has passed since it was stored."""
+        wait = self.plan.delete_after_seconds
+        return self.plan.delete and (wait is None or record.stored_at + wait <= self.clock())
 
     def _fetch_and_store(
         self,
@@ -313,6 +320,7 @@ class _Poll:
         raw_key = keys.raw_key(self.plan.prefix, msg.account, msg.sha256)
         json_key = keys.json_key(self.plan.prefix, msg.account, msg.sha256)
         put = self.store.put(raw_key, msg.raw, "message/rfc822")
+        storage = self.store.protection(raw_key) if isinstance(self.store, Protecting) else {}
         failpoint("after_raw_put")
         doc = build_document(self.spec, msg.raw, msg.entry.uidl, self.store, self.parse)
         self.store.put(json_key, document_body(doc), "application/json", must_match=False)
@@ -325,12 +333,13 @@ class _Poll:
         failpoint("after_hooks")
         if doc.get("parse_error"):
             log.warning("message.parse_failed", error=doc["parse_error"])
-        log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value)
+        extra = {"storage": storage} if storage else {}
+        log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value, **extra)
         head = header_block(msg.raw.head())
         record = LedgerRecord(
             State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
             head_sha256=hashlib.sha256(head).hexdigest(),
-            body_sha256=msg.raw.body_sha256, message_id=message_id_of(head),
+            body_sha256=msg.raw.body_sha256, message_id=message_id_of(head), storage=storage,
         )  # fmt: skip
         return _Done(record, put, msg.raw.size, bool(doc.get("parse_error")))
 

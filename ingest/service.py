@@ -15,6 +15,7 @@ import redis
 import structlog
 
 from ingest import keys
+from ingest.account_store import account_store
 from ingest.config import AccountConfig, Settings, resolve_password
 from ingest.delivery import recording_hooks
 from ingest.errors import AuthError, TransientError
@@ -56,13 +57,14 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
     return PollPlan(
         account=account.name,
         prefix=settings.storage.prefix,
-        delete=account.delete == "after_store",
+        delete=account.delete != "never",
         grace_seconds=settings.ledger_grace_days * 86400,
         quarantine_after=settings.quarantine_after,
         parse_max_bytes=settings.parse_max_bytes,
         max_message_size=account.max_message_size,
         ticket_pattern=account.ticket_pattern,
         store_concurrency=settings.store_concurrency,
+        delete_after_seconds=(account.delete_after_days or 0) * 86400 or None,
     )
 
 
@@ -97,7 +99,7 @@ def poll_account(
     """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked."""
     account = settings.account(name)
     client = client or redis_client(settings)
-    store = store or open_store(settings.storage)
+    store = account_store(store or open_store(settings.storage), settings, name)
     if _login_delayed(client, name):
         return PollReport(account=name, outcome="deferred")
     lock = AccountLock(client, account.name, settings.lock_ttl)
@@ -145,7 +147,9 @@ def _honour_capabilities(client: redis.Redis, account: AccountConfig, session: P
     if delay.isdigit() and int(delay) > 0:
         client.set(keys.login_delay_key(account.name), delay, ex=int(delay))
     expire = session.capabilities.get("EXPIRE", "").split(" ")[0].upper()
-    if account.delete == "never" and expire and expire != "NEVER":
+    days = int(expire) if expire.isdigit() else None  # EXPIRE n (days), NEVER or absent
+    keep = account.delete == "never" or (account.delete_after_days or 0) > (days or 0)
+    if keep and expire and expire != "NEVER":
         log.warning("mailbox.server_expires_mail", account=account.name, expire_days=expire)
 
 

@@ -16,6 +16,7 @@ durably stored *and* verified against the sha256 we computed:
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import os
 import re
@@ -32,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingest.config import StorageConfig
 from ingest.errors import StorageError, TransientError
 from ingest.interfaces import BlobStore, Put, Readable
+from ingest.object_params import ObjectWriter
 from ingest.spool import Spool
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ def _b64(hexdigest: str) -> str:
 class S3Store:
     """Any S3-compatible endpoint (AWS, MinIO, Ceph, R2, moto) through one boto3 client."""
 
+    writer: ObjectWriter | None = None  # one account's write options (see ``for_account``)
+
     def __init__(self, cfg: StorageConfig, client: S3Client | None = None) -> None:
         self.bucket = cfg.bucket
         self.client: S3Client = client or make_s3_client(cfg)
@@ -72,8 +76,24 @@ class S3Store:
     def describe(self) -> str:
         return self._where
 
+    def for_account(self, writer: ObjectWriter) -> S3Store:
+        """A view of this store (the same client) writing with one account's options."""
+        view = copy.copy(self)
+        view.writer = writer
+        return view
+
+    def protection(self, key: str) -> dict[str, str]:
+        """How the raw object ``key`` put through this view is protected (ledger record)."""
+        return self.writer.protection(key) if self.writer else {}
+
+    def _params(self, key: str, body: Spool, *, create: bool) -> dict[str, Any]:
+        if self.writer is None:
+            return {"Metadata": {"sha256": body.sha256}}
+        return self.writer.params(key, body, create=create)
+
     def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
         sha256, md5 = body.sha256, body.md5
+        params = self._params(key, body, create=True)
         try:
             reply = self.client.put_object(
                 Bucket=self.bucket,
@@ -85,17 +105,21 @@ class S3Store:
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_b64(sha256),
                 IfNoneMatch="*",
-                Metadata={"sha256": sha256},
+                **params,
             )
         except ClientError as err:
             if _code(err) in ("PreconditionFailed", "412"):
                 if must_match:
-                    self._verify_existing(key, sha256, body.size, md5)
+                    head = self._verify_existing(key, sha256, body.size, md5)
+                    if self.writer:
+                        self.writer.note(key, {}, head)
                 return Put.EXISTED
             raise _translate(err, f"PUT {key}") from err
         except BotoCoreError as err:
             raise TransientError(f"storage unreachable during PUT {key}: {err}") from err
         self._confirm(key, dict(reply), sha256, md5)
+        if self.writer:
+            self.writer.note(key, params, dict(reply))
         return Put.CREATED
 
     def _confirm(self, key: str, reply: dict[str, Any], sha256: str, md5: str) -> None:
@@ -109,7 +133,7 @@ class S3Store:
         if etag is not None and etag.group(1) != md5:
             raise StorageError(f"{key}: store reports MD5 {etag.group(1)}, expected {md5}")
 
-    def _verify_existing(self, key: str, sha256: str, size: int, md5: str) -> None:
+    def _verify_existing(self, key: str, sha256: str, size: int, md5: str) -> dict[str, Any]:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError) as err:
@@ -122,6 +146,7 @@ class S3Store:
             self._confirm(key, dict(head), sha256, md5)
         elif self._stored_sha256(key) != sha256:
             raise StorageError(f"{key} exists with different content than {sha256}")
+        return dict(head)
 
     def _stored_sha256(self, key: str) -> str:
         try:
@@ -150,7 +175,7 @@ class S3Store:
             reply = self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body.open(), ContentLength=body.size,
                 ContentType=content_type, ContentMD5=_b64(body.md5), ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(body.sha256), Metadata={"sha256": body.sha256},
+                ChecksumSHA256=_b64(body.sha256), **self._params(key, body, create=False),
             )  # fmt: skip
         except (ClientError, BotoCoreError) as err:
             raise _translate(err, f"PUT {key}") from err

@@ -69,6 +69,14 @@ def bucket(s3_server: MotoS3) -> str:
     return name
 
 
+@pytest.fixture
+def locked_bucket(s3_server: MotoS3) -> str:
+    """A fresh bucket with versioning and Object Lock enabled (CreateBucket with lock)."""
+    name = f"locked-{secrets.token_hex(8)}"
+    s3_server.create_bucket(name, object_lock=True)
+    return name
+
+
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
     """A private Dovecot for the whole session; its log is kept in pytest's temp dir.

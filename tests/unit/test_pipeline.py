@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from fakes import FakeGuard, FakeMaildrop, MemoryLedger, MemoryStore
@@ -353,3 +354,61 @@ def test_a_failing_hook_fails_the_message_and_it_is_retried() -> None:
     report = w.poll(hooks=(calls.append,))
     assert report.outcome == "ok" and w.drop.messages == {}
     assert calls[0] == "uid-0" and calls[1].uidl == "uid-0"
+
+
+def _after_days(w: World, days: int) -> World:
+    w.plan = replace(w.plan, delete_after_seconds=days * 86400.0)
+    return w
+
+
+def test_after_days_keeps_new_mail_on_the_server_until_it_is_due() -> None:
+    """delete: after_days:N stores at once but sends no DELE (and no TOP) before N days."""
+    w = _after_days(World(_drop()), 2)
+    report = w.poll()
+    assert report.stored == 3 and report.deleted == 0 and len(w.drop.messages) == 3
+    w.now += 2 * 86400 - 1
+    report = w.poll()
+    assert report.deleted == 0 and w.session.topped == [] and w.session.retrieved_uidls == []
+    assert {r.state for r in w.ledger.records.values()} == {State.STORED}
+
+
+def test_after_days_deletes_each_message_once_its_own_time_has_come() -> None:
+    """Each message is DELEd after a header check once stored_at + N days <= now, not before."""
+    w = _after_days(World(_drop(RAW[0])), 1)
+    w.poll()
+    w.now += 3600
+    w.drop.add("uid-1", RAW[1])
+    w.poll()
+    w.now += 86400 - 3600
+    report = w.poll()
+    assert report.deleted == 1 and w.session.topped == ["uid-0"]
+    assert w.session.retrieved_uidls == [] and list(w.drop.messages) == ["uid-1"]
+    assert w.ledger.records["uid-0"].state is State.DELETED
+    w.now += 3600
+    assert w.poll().deleted == 1 and w.drop.messages == {}
+
+
+def test_after_days_refetches_a_due_message_whose_headers_changed() -> None:
+    """A due UIDL whose header block changed is not DELEd blind: it is fetched as new."""
+    w = _after_days(World(_drop(RAW[0])), 1)
+    w.poll()
+    w.now += 86400
+    other = RAW[0].replace(b"<1@x>", b"<7@x>")
+    w.drop.messages["uid-0"] = other
+    report = w.poll()
+    assert w.session.retrieved_uidls == ["uid-0"] and report.stored == 1
+    assert report.deleted == 0 and other in w.raw_objects().values()
+
+
+def test_the_ledger_records_how_the_store_protected_the_raw_object() -> None:
+    """A store that reports protection (S3 write options) has it copied into the record."""
+
+    class ProtectingStore(MemoryStore):
+        def protection(self, key: str) -> dict[str, str]:
+            return {"lock_mode": "COMPLIANCE", "key": key}
+
+    w = World(_drop(RAW[0]))
+    w.store = ProtectingStore()
+    w.poll()
+    (rec,) = w.ledger.records.values()
+    assert rec.storage == {"lock_mode": "COMPLIANCE", "key": rec.raw_key}
