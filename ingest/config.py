@@ -157,6 +157,17 @@ class AccountConfig(_Frozen):
         return self.port or (995 if self.security == "tls" else 110)
 
 
+class MetricsConfig(_Frozen):
+    """The worker's HTTP endpoint: /metrics, /healthz, /readyz."""
+
+    address: str = Field(default="127.0.0.1", min_length=1, description="listen address")
+    port: int = Field(default=9808, ge=0, le=65535, description="0 turns the endpoint off")
+    stale_ticks: float = Field(
+        default=3, ge=1, description="not ready once the last dispatcher tick is older than "
+        "this many dispatch_intervals",
+    )  # fmt: skip
+
+
 class Settings(_Frozen):
     """The whole configuration."""
 
@@ -174,6 +185,7 @@ class Settings(_Frozen):
     parse_max_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="larger messages get a headers-only JSON"
     )
+    metrics: MetricsConfig = MetricsConfig()
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
-from ingest import logs
+from ingest import health, logs, metrics
 from ingest.checks import startup_problems
 from ingest.config import load_settings
 
@@ -57,3 +58,31 @@ def _refuse_unsafe_start(**_: object) -> None:
         structlog.get_logger("workers.app").error("worker.unsafe_setup", problem=problem)
     if problems:
         raise SystemExit("refusing to start: " + "; ".join(problems))
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    """Start afresh (clear the metrics directory) and serve /metrics, /healthz, /readyz."""
+    from ingest.metrics_http import start_server  # noqa: PLC0415 - only workers serve
+
+    metrics.clear_multiprocess_dir()
+    cfg = settings.metrics
+    if cfg.port:
+        server = start_server(settings, cfg.address, cfg.port)
+        structlog.get_logger("workers.app").info(
+            "metrics.serving", address=cfg.address, port=server.server_address[1]
+        )
+
+
+@worker_ready.connect
+def _tick_liveness(sender: Any = None, **_: object) -> None:
+    """The event loop touches the liveness clock; /healthz fails once it stops."""
+    health.touch()
+    sender.timer.call_repeatedly(health.LIVENESS_TICK, health.touch)
+
+
+@worker_process_shutdown.connect
+def _forget_process(pid: int | None = None, **_: object) -> None:
+    """A pool process exited: drop its live gauges from the shared metrics directory."""
+    if pid is not None:
+        metrics.process_exited(pid)

@@ -13,6 +13,7 @@ import redis
 import structlog
 from celery import Task
 
+from ingest import health
 from ingest.errors import ConfigError, PermanentError, TransientError
 from ingest.interfaces import BlobStore
 from ingest.schedule import Schedule
@@ -66,6 +67,7 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
 def dispatch() -> list[str]:
     """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
     schedule = Schedule(_redis())
+    health.record_tick(_redis())  # readiness: the scheduler is ticking
     schedule.sync(settings.accounts)
     due = schedule.claim_due()
     for name in due:
