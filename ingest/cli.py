@@ -308,3 +308,4 @@ def accounts(obj: CliContext, as_json: bool) -> None:
 # Command groups kept in their own modules register themselves on ``main`` when imported
 # (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
 # One import line per module, below.
+from ingest import cli_health  # noqa: E402, F401  - ingest health, ingest metrics serve
