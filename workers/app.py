@@ -66,12 +66,15 @@ def _serve_metrics(**_: object) -> None:
     from ingest.metrics_http import start_server  # noqa: PLC0415 - only workers serve
 
     metrics.clear_multiprocess_dir()
-    cfg = settings.metrics
-    if cfg.port:
+    cfg, log = settings.metrics, structlog.get_logger("workers.app")
+    if not cfg.port:
+        return
+    try:
         server = start_server(settings, cfg.address, cfg.port)
-        structlog.get_logger("workers.app").info(
-            "metrics.serving", address=cfg.address, port=server.server_address[1]
-        )
+    except OSError as err:  # e.g. a second worker on this host: polling goes on regardless
+        log.error("metrics.not_serving", address=cfg.address, port=cfg.port, error=str(err))
+        return
+    log.info("metrics.serving", address=cfg.address, port=server.server_address[1])
 
 
 @worker_ready.connect
