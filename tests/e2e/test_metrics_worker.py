@@ -1,0 +1,77 @@
+"""The worker's own endpoint: a real celery worker (prefork) and beat, scraped over HTTP."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support import account_entry, password_env, wait_until, write_config
+
+from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files, free_port
+from harness.celery_procs import CeleryProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:  # noqa: S310 - loopback test URL
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def ingested(text: str, account: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "ingest_messages_ingested_total" and s.labels == {"account": account}:
+                return s.value
+    return 0.0
+
+
+def test_the_worker_serves_what_its_pool_processes_counted(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mail_user: MailUser,
+    s3_server: MotoS3,
+    bucket: str,
+    redis_url: str,
+) -> None:
+    """Polls run in pool children; the main process's /metrics adds them up, /readyz is ready."""
+    raws = [p.read_bytes() for p in corpus_files()[:5]]
+    for raw in raws:
+        dovecot.deliver(mail_user.name, raw)
+    port = free_port()
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        redis_url=redis_url,
+        s3=s3_server,
+        bucket=bucket,
+        accounts=[account_entry(dovecot, mail_user, interval=2)],
+        dispatch_interval=1,
+        metrics={"address": "127.0.0.1", "port": port},
+    )
+    env = {password_env("support"): mail_user.password}
+    worker = CeleryProcess("worker", cfg, tmp_path / "worker.log", "--concurrency", "2", env=env)
+    beat = CeleryProcess("beat", cfg, tmp_path / "beat.log", env=env)
+    logs = [worker.log_path, beat.log_path]
+    base = f"http://127.0.0.1:{port}"
+    with worker, beat:
+        wait_until(lambda: ingested(fetch(base + "/metrics")[1], "support") == len(raws), 90, logs)
+        wait_until(lambda: fetch(base + "/readyz")[0] == 200, 30, logs)
+        status, body = fetch(base + "/healthz")
+        text = fetch(base + "/metrics")[1]
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert dovecot.message_count(mail_user.name) == 0
+    assert (
+        f'ingest_bytes_ingested_total{{account="support"}} {float(sum(len(as_pop3(r)) for r in raws))}'
+        in text
+    )
+    assert 'ingest_health_check_ok{check="scheduler"} 1.0' in text
+    assert "Traceback" not in worker.log_path.read_text()
