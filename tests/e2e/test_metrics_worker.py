@@ -69,9 +69,7 @@ def test_the_worker_serves_what_its_pool_processes_counted(
         text = fetch(base + "/metrics")[1]
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert dovecot.message_count(mail_user.name) == 0
-    assert (
-        f'ingest_bytes_ingested_total{{account="support"}} {float(sum(len(as_pop3(r)) for r in raws))}'
-        in text
-    )
+    size = float(sum(len(as_pop3(r)) for r in raws))
+    assert f'ingest_bytes_ingested_total{{account="support"}} {size}' in text
     assert 'ingest_health_check_ok{check="scheduler"} 1.0' in text
     assert "Traceback" not in worker.log_path.read_text()
