@@ -51,6 +51,13 @@ app.conf.update(
 
 
 @worker_init.connect
+def _fresh_metrics(**_: object) -> None:
+    """Empty the metrics directory before anything in this process counts (receivers run
+    in the order they are connected, so this comes before the start-up checks' requests)."""
+    metrics.clear_multiprocess_dir()
+
+
+@worker_init.connect
 def _refuse_unsafe_start(**_: object) -> None:
     """Refuse to take tasks when Redis evicts keys or the store ignores create-only writes."""
     problems = startup_problems(settings)
@@ -62,10 +69,9 @@ def _refuse_unsafe_start(**_: object) -> None:
 
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
-    """Start afresh (clear the metrics directory) and serve /metrics, /healthz, /readyz."""
+    """Serve /metrics, /healthz, /readyz from this (the main) process."""
     from ingest.metrics_http import start_server  # noqa: PLC0415 - only workers serve
 
-    metrics.clear_multiprocess_dir()
     cfg, log = settings.metrics, structlog.get_logger("workers.app")
     if not cfg.port:
         return

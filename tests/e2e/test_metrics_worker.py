@@ -72,4 +72,6 @@ def test_the_worker_serves_what_its_pool_processes_counted(
     size = float(sum(len(as_pop3(r)) for r in raws))
     assert f'ingest_bytes_ingested_total{{account="support"}} {size}' in text
     assert 'ingest_health_check_ok{check="scheduler"} 1.0' in text
+    # the main process's own requests (readiness HEADs at each scrape) are counted too
+    assert 'ingest_storage_request_seconds_count{operation="head_bucket"}' in text
     assert "Traceback" not in worker.log_path.read_text()
