@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support import account_entry, password_env, wait_until, write_config
+from support import (
+    account_entry,
+    http_get,
+    metric_samples,
+    password_env,
+    run_cli,
+    wait_until,
+    write_config,
+)
 
 from harness import Dovecot, MailUser, MotoS3, as_pop3, corpus_files, free_port
 from harness.celery_procs import CeleryProcess
@@ -17,22 +22,9 @@ from harness.celery_procs import CeleryProcess
 pytestmark = pytest.mark.e2e
 
 
-def fetch(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as reply:  # noqa: S310 - loopback test URL
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def ingested(text: str, account: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "ingest_messages_ingested_total" and s.labels == {"account": account}:
-                return s.value
-    return 0.0
+    key = ("ingest_messages_ingested_total", frozenset({("account", account)}))
+    return metric_samples(text).get(key, 0.0)
 
 
 def test_the_worker_serves_what_its_pool_processes_counted(
@@ -63,11 +55,21 @@ def test_the_worker_serves_what_its_pool_processes_counted(
     logs = [worker.log_path, beat.log_path]
     base = f"http://127.0.0.1:{port}"
     with worker, beat:
-        wait_until(lambda: ingested(fetch(base + "/metrics")[1], "support") == len(raws), 90, logs)
-        wait_until(lambda: fetch(base + "/readyz")[0] == 200, 30, logs)
-        status, body = fetch(base + "/healthz")
-        text = fetch(base + "/metrics")[1]
+        wait_until(
+            lambda: ingested(http_get(base + "/metrics")[1], "support") == len(raws), 90, logs
+        )
+        wait_until(lambda: http_get(base + "/readyz")[0] == 200, 30, logs)
+        status, body = http_get(base + "/healthz")
+        text = http_get(base + "/metrics")[1]
+        probes = run_cli(cfg, "health", "--json", env=env)  # --live asks this worker
     assert status == 200 and json.loads(body)["status"] == "ok"
+    assert probes.returncode == 0, probes.stdout
+    assert {c["name"] for c in json.loads(probes.stdout)["checks"]} == {
+        "loop",
+        "redis",
+        "storage",
+        "scheduler",
+    }
     assert dovecot.message_count(mail_user.name) == 0
     size = float(sum(len(as_pop3(r)) for r in raws))
     assert f'ingest_bytes_ingested_total{{account="support"}} {size}' in text

@@ -6,44 +6,37 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, account_entry, password_env, run_cli, wait_until, write_config
+from prometheus_client import REGISTRY
+from support import (
+    ROOT,
+    account_entry,
+    http_get,
+    metric_samples,
+    password_env,
+    run_cli,
+    wait_until,
+    write_config,
+)
 
 from harness import Dovecot, MailUser, MotoS3, RedisServer, as_pop3, corpus_files, free_port
 from harness.ports import accepts_connections
 from harness.process import spawn, stop_process
 from ingest import health, metrics
-from ingest.config import load_settings
+from ingest.config import StorageConfig, load_settings
+from ingest.interfaces import Put
 from ingest.metrics_http import start_server
+from ingest.spool import Spool
+from ingest.store import S3Store
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def parse(text: str) -> Samples:
-    """Every sample of an exposition text, keyed by (name, labels)."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as reply:  # noqa: S310 - loopback test URL
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def deliver(dovecot: Dovecot, user: MailUser, count: int, skip: int = 0) -> list[bytes]:
@@ -111,9 +104,9 @@ def test_a_poll_shows_on_the_served_endpoint_with_exact_counts(
     cfg = s3_config(tmp_path, redis_url, s3_server, bucket, account_entry(dovecot, mail_user))
     polled = run_cli(cfg, "poll", "support", env=poll_env(mp_dir, support=mail_user.password))
     assert polled.returncode == 0, polled.stderr[-2000:]
-    status, text = get(serve(cfg) + "/metrics")
+    status, text = http_get(serve(cfg) + "/metrics")
     assert status == 200
-    got = parse(text)
+    got = metric_samples(text)
     assert value(got, "ingest_messages_ingested_total", account="support") == 3
     assert value(got, "ingest_bytes_ingested_total", account="support") == sum(map(len, expected))
     assert value(got, "ingest_polls_total", account="support", outcome="ok") == 1
@@ -144,7 +137,7 @@ def test_keep_mode_reports_the_messages_left_on_the_server(
     cfg = s3_config(tmp_path, redis_url, s3_server, bucket, entry)
     polled = run_cli(cfg, "poll", "support", env=poll_env(mp_dir, support=mail_user.password))
     assert polled.returncode == 0, polled.stderr[-2000:]
-    got = parse(scrape_dir(mp_dir))
+    got = metric_samples(scrape_dir(mp_dir))
     assert value(got, "ingest_messages_on_server", account="support") == 4
     assert value(got, "ingest_messages_ingested_total", account="support") == 4
 
@@ -172,7 +165,7 @@ def test_a_wrong_password_counts_an_auth_failure_and_a_failed_poll(
     env = poll_env(mp_dir, support=mail_user.password + "-wrong")
     for _ in range(2):
         assert run_cli(cfg, "poll", "support", env=env).returncode == 1
-    got = parse(get(serve(cfg) + "/metrics")[1])
+    got = metric_samples(http_get(serve(cfg) + "/metrics")[1])
     assert value(got, "ingest_auth_failures_total", account="support") == 2
     assert value(got, "ingest_polls_total", account="support", outcome="failed") == 2
     assert value(got, "ingest_messages_ingested_total", account="support") is None
@@ -207,9 +200,9 @@ def test_storage_down_shows_in_readiness_and_in_storage_errors(
     checks = {c["name"]: c["ok"] for c in json.loads(ready.stdout)["checks"]}
     assert checks["storage"] is False and checks["redis"] is True
     base = serve(cfg)
-    status, body = get(base + "/readyz")
+    status, body = http_get(base + "/readyz")
     assert status == 503 and json.loads(body)["status"] == "fail"
-    got = parse(get(base + "/metrics")[1])
+    got = metric_samples(http_get(base + "/metrics")[1])
     assert (value(got, "ingest_storage_errors_total", operation="put") or 0) >= 1
     assert value(got, "ingest_health_check_ok", check="storage") == 0
     assert value(got, "ingest_polls_total", account="support", outcome="failed") == 1
@@ -232,7 +225,7 @@ def test_two_processes_counts_add_up(
     deliver(dovecot, mail_user, 3, skip=2)
     assert run_cli(cfg, "poll", "support", env=env).returncode == 0
     assert len(list(mp_dir.glob("counter_*.db"))) == 2  # one file per process
-    got = parse(scrape_dir(mp_dir))
+    got = metric_samples(scrape_dir(mp_dir))
     assert value(got, "ingest_messages_ingested_total", account="support") == 5
     assert value(got, "ingest_polls_total", account="support", outcome="ok") == 2
 
@@ -252,19 +245,19 @@ def test_readyz_is_ready_with_everything_up_and_not_when_redis_stops(
         server = start_server(settings, "127.0.0.1", 0)
         base = f"http://127.0.0.1:{server.server_address[1]}"
         try:
-            status, body = get(base + "/readyz")
+            status, body = http_get(base + "/readyz")
             assert status == 200, body
             assert {c["name"] for c in json.loads(body)["checks"]} == {
                 "redis",
                 "storage",
                 "scheduler",
             }
-            assert get(base + "/healthz")[0] == 200
+            assert http_get(base + "/healthz")[0] == 200
             private.stop()
-            status, body = get(base + "/readyz")
+            status, body = http_get(base + "/readyz")
             failed = {c["name"] for c in json.loads(body)["checks"] if not c["ok"]}
             assert status == 503 and failed == {"redis", "scheduler"}
-            assert get(base + "/healthz")[0] == 200  # alive, just not ready
+            assert http_get(base + "/healthz")[0] == 200  # alive, just not ready
         finally:
             server.shutdown()
 
@@ -284,3 +277,31 @@ def test_readiness_fails_when_the_dispatcher_stopped_ticking(
     assert probe.check_scheduler().ok is False
     health.record_tick(probe.redis)
     assert [c.ok for c in probe.ready()] == [True, True, True]
+
+
+def test_a_create_only_refusal_is_timed_but_not_counted_as_a_storage_error(
+    s3_server: MotoS3, bucket: str
+) -> None:
+    """S3 answering 412 to a create-only put is expected: timed as put + head, not an error."""
+    store = S3Store(StorageConfig(url=f"s3://{bucket}", endpoint_url=s3_server.endpoint_url))
+    before = s3_counts()
+    body = Spool.of(b"Subject: x\r\n\r\nhello\r\n")
+    assert store.put("k/1", body, "message/rfc822") is Put.CREATED
+    assert store.put("k/1", body, "message/rfc822") is Put.EXISTED
+    after = s3_counts()
+    assert {k: after[k] - before[k] for k in before} == {
+        ("ingest_storage_request_seconds_count", "put"): 2,
+        ("ingest_storage_request_seconds_count", "head"): 1,
+        ("ingest_storage_errors_total", "put"): 0,
+        ("ingest_storage_errors_total", "head"): 0,
+    }
+
+
+def s3_counts() -> dict[tuple[str, str], float]:
+    """This process's storage request and error counts for put and head."""
+    names = ("ingest_storage_request_seconds_count", "ingest_storage_errors_total")
+    return {
+        (name, op): REGISTRY.get_sample_value(name, {"operation": op}) or 0.0
+        for name in names
+        for op in ("put", "head")
+    }
