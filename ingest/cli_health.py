@@ -10,7 +10,7 @@ import urllib.request
 
 import click
 
-from ingest import health
+from ingest import health, metrics
 from ingest.cli import CliContext, main
 from ingest.config import Settings
 from ingest.health import Check, Probe
@@ -80,6 +80,8 @@ def metrics_serve(obj: CliContext, address: str | None, port: int | None) -> Non
     from ingest.metrics_http import start_server  # noqa: PLC0415 - keeps --help fast
 
     settings = obj.settings()
+    if metrics.multiprocess_dir() is None:
+        click.echo(f"note: {metrics.MULTIPROC_ENV} is not set: only this process counts", err=True)
     port = settings.metrics.port if port is None else port
     server = start_server(settings, address or settings.metrics.address, port)
     host, bound = server.server_address[:2]
