@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.interfaces import Put
+from ingest.keys import probe_key
 from ingest.service import check_redis, endpoint_for, mailbox, redis_client
 from ingest.spool import Spool
 from ingest.store import open_store
@@ -68,7 +69,7 @@ def startup_problems(settings: Settings) -> list[str]:
 
 def _check_store(settings: Settings) -> tuple[bool, str]:
     store = open_store(settings.storage)
-    key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)
+    key = probe_key(settings.storage.prefix)
     try:
         store.put(key, Spool.of(PROBE), "text/plain")
         second = store.put(key, Spool.of(PROBE), "text/plain")

@@ -2,8 +2,9 @@
 
 - Liveness: the worker's event loop calls :func:`touch` every few seconds; the process is
   alive while the latest touch is recent.
-- Readiness: Redis answers PING, the store is reachable (S3: one HEAD of the bucket, no
-  retries; directory: it exists and is writable), and the dispatcher ticked within
+- Readiness: Redis answers PING, the store is reachable (S3: one HEAD, without retries, of
+  the probe object every worker start and ``ingest check`` write, so GetObject permission
+  suffices; directory: it exists and is writable), and the dispatcher ticked within
   ``metrics.stale_ticks`` x ``dispatch_interval`` (beat runs ``ingest.dispatch``, which
   writes its time to ``ingest:{schedule}:tick``).
 
@@ -21,6 +22,7 @@ from functools import cached_property
 from typing import Any
 
 import redis
+from botocore.exceptions import ClientError
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -104,11 +106,16 @@ class Probe:
             return Check(
                 "storage", ok, f"{cfg.directory} " + ("writable" if ok else "not writable")
             )
+        key = keys.probe_key(cfg.prefix)
         try:
-            self._s3.head_bucket(Bucket=cfg.bucket)
-        except Exception as err:  # noqa: BLE001 - any failure means "not reachable"
-            return Check("storage", False, f"HEAD bucket {cfg.bucket} failed: {type(err).__name__}")
-        return Check("storage", True, f"bucket {cfg.bucket} reachable")
+            self._s3.head_object(Bucket=cfg.bucket, Key=key)
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            hint = " (no bucket, or no probe object: run ingest check)" if status == 404 else ""
+            return Check("storage", False, f"HEAD s3://{cfg.bucket}/{key}: {status}{hint}")
+        except Exception as err:  # noqa: BLE001 - any other failure means "not reachable"
+            return Check("storage", False, f"HEAD s3://{cfg.bucket} failed: {type(err).__name__}")
+        return Check("storage", True, f"s3://{cfg.bucket} reachable")
 
     def last_tick(self) -> float | None:
         try:

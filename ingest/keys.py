@@ -75,6 +75,11 @@ def attachment_key(prefix: str, account: str, sha256: str) -> str:
     return _join(prefix, account, "att", sha256[:2], sha256)
 
 
+def probe_key(prefix: str) -> str:
+    """The object ``ingest check`` and every worker start write (and readiness HEADs)."""
+    return _join(prefix, "_ingest", "check.txt")
+
+
 def ledger_key(account: str) -> str:
     return f"ingest:{{{account}}}:ledger"
 

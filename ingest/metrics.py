@@ -37,14 +37,13 @@ from ingest.model import PollReport
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 POLL_OUTCOMES = ("ok", "partial", "failed", "busy", "deferred")
-STORAGE_OPERATIONS = ("put", "get", "head", "replace", "list", "head_bucket", "other")
+STORAGE_OPERATIONS = ("put", "get", "head", "replace", "list", "other")
 POP3_OPERATIONS = ("connect", "login", "listing", "retr", "quit")
 _S3_OPERATIONS = {
     "PutObject": "put",
     "GetObject": "get",
     "HeadObject": "head",
     "ListObjectsV2": "list",
-    "HeadBucket": "head_bucket",
 }
 _EXPECTED_STATUS = {404, 412}  # answers our protocol expects: absent key, create-only refusal
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -49,7 +49,10 @@ def test_the_worker_serves_what_its_pool_processes_counted(
         dispatch_interval=1,
         metrics={"address": "127.0.0.1", "port": port},
     )
-    env = {password_env("support"): mail_user.password}
+    prom = tmp_path / "prom"  # an operator-chosen directory, with a stale file from a past run
+    prom.mkdir()
+    (prom / "counter_999999.db").write_bytes(b"stale")
+    env = {password_env("support"): mail_user.password, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
     worker = CeleryProcess("worker", cfg, tmp_path / "worker.log", "--concurrency", "2", env=env)
     beat = CeleryProcess("beat", cfg, tmp_path / "beat.log", env=env)
     logs = [worker.log_path, beat.log_path]
@@ -74,6 +77,7 @@ def test_the_worker_serves_what_its_pool_processes_counted(
     size = float(sum(len(as_pop3(r)) for r in raws))
     assert f'ingest_bytes_ingested_total{{account="support"}} {size}' in text
     assert 'ingest_health_check_ok{check="scheduler"} 1.0' in text
-    # the main process's own requests (readiness HEADs at each scrape) are counted too
-    assert 'ingest_storage_request_seconds_count{operation="head_bucket"}' in text
+    files = {p.name for p in prom.iterdir()}
+    assert "counter_999999.db" not in files  # emptied at start
+    assert f"histogram_{worker.pid}.db" in files  # the main process's own requests count too
     assert "Traceback" not in worker.log_path.read_text()

@@ -26,6 +26,7 @@ from harness import Dovecot, MailUser, MotoS3, RedisServer, as_pop3, corpus_file
 from harness.ports import accepts_connections
 from harness.process import spawn, stop_process
 from ingest import health, metrics
+from ingest.checks import startup_problems
 from ingest.config import StorageConfig, load_settings
 from ingest.interfaces import Put
 from ingest.metrics_http import start_server
@@ -233,13 +234,15 @@ def test_two_processes_counts_add_up(
 def test_readyz_is_ready_with_everything_up_and_not_when_redis_stops(
     tmp_path: Path, s3_server: MotoS3, bucket: str
 ) -> None:
-    """/readyz answers 200 while Redis, S3 and the dispatcher are fine, 503 once Redis stops."""
+    """/readyz answers 200 once Redis, S3 and the dispatcher are fine, 503 once Redis stops."""
     with RedisServer(tmp_path / "redis") as private:
         cfg = write_config(
             tmp_path / "c.yaml", redis_url=private.url, s3=s3_server, bucket=bucket, accounts=[]
         )
         settings = load_settings(cfg)
         probe = health.Probe(settings)
+        assert probe.check_storage().ok is False  # no probe object before a worker start
+        assert startup_problems(settings) == []  # what a worker start does: writes it
         health.record_tick(probe.redis)
         health.touch()
         server = start_server(settings, "127.0.0.1", 0)
