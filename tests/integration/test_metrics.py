@@ -308,3 +308,20 @@ def s3_counts() -> dict[tuple[str, str], float]:
         for name in names
         for op in ("put", "head")
     }
+
+
+def test_health_cli_without_an_endpoint_fails_liveness_and_passes_readiness(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """`ingest health --live` fails when metrics.port is 0; `--ready` passes with all up."""
+    store = tmp_path / "store"
+    store.mkdir()
+    cfg = write_config(
+        tmp_path / "c.yaml", redis_url=redis_url, directory=store, accounts=[], metrics={"port": 0}
+    )
+    health.record_tick(health.Probe(load_settings(cfg)).redis)
+    live = run_cli(cfg, "health", "--live")
+    assert live.returncode == 1 and "metrics.port is 0" in live.stdout
+    ready = run_cli(cfg, "health", "--ready")
+    assert ready.returncode == 0, ready.stdout
+    assert [line.split()[0] for line in ready.stdout.splitlines()] == ["ok"] * 3

@@ -1,11 +1,14 @@
-"""What one poll report adds to the metrics, per outcome (this process's registry, no sockets)."""
+"""What a poll report adds to the metrics per outcome, and liveness (no sockets)."""
 
 from __future__ import annotations
 
 import secrets
+import time
 
 from prometheus_client import REGISTRY
+from pytest import MonkeyPatch
 
+from ingest import health
 from ingest.errors import AuthError, TransientError
 from ingest.metrics import observe_poll, set_event_counts
 from ingest.model import PollReport
@@ -67,3 +70,11 @@ def test_event_counts_are_set_as_given() -> None:
     set_event_counts(name, 10, 4)
     assert sample("ingest_events_pending", account=name) == 10
     assert sample("ingest_events_dead_letter", account=name) == 4
+
+
+def test_liveness_fails_once_the_event_loop_stops_touching(monkeypatch: MonkeyPatch) -> None:
+    """/healthz is healthy right after a touch and unhealthy when the last one is too old."""
+    health.touch()
+    assert health.liveness().ok is True
+    monkeypatch.setattr(health, "_last_touch", time.monotonic() - health.LIVENESS_MAX_AGE - 1)
+    assert health.liveness().ok is False
