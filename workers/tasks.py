@@ -67,9 +67,9 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
 def dispatch() -> list[str]:
     """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
     schedule = Schedule(_redis())
-    health.record_tick(_redis())  # readiness: the scheduler is ticking
     schedule.sync(settings.accounts)
     due = schedule.claim_due()
+    health.record_tick(_redis())  # readiness: the dispatcher ticked and claimed
     for name in due:
         poll_account.apply_async(args=[name], expires=settings.account(name).interval)
     if due:
