@@ -133,16 +133,21 @@ class Probe:
         return Check("scheduler", age <= limit, detail)
 
     def last_successes(self) -> dict[str, float]:
-        """Per account, the finish time of its last successful poll (0 when none)."""
+        """Per account whose polls have ended, when its last successful one finished (0:
+        none did). An account whose first poll has not ended yet is left out."""
         names = [a.name for a in self.settings.accounts]
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
-            pipe.hget(keys.last_poll_key(name), "succeeded")
+            pipe.hmget(keys.last_poll_key(name), ["succeeded", "finished"])
         try:
             replies = pipe.execute()
         except redis.RedisError as err:
             raise IngestError(f"redis unavailable: {err}") from err
-        return {n: _float(r or b"0") or 0.0 for n, r in zip(names, replies, strict=True)}
+        return {
+            name: _float(succeeded or b"0") or 0.0
+            for name, (succeeded, finished) in zip(names, replies, strict=True)
+            if finished is not None
+        }
 
 
 class StateCollector(Collector):
@@ -184,7 +189,7 @@ class StateCollector(Collector):
             return
         last = GaugeMetricFamily(
             "ingest_last_success_timestamp_seconds",
-            "Unix time the account's last successful poll finished (0: never).",
+            "Unix time the account's last successful poll finished (0: none did).",
             labels=["account"],
         )
         for name, when in successes.items():

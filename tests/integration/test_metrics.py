@@ -102,7 +102,8 @@ def test_a_poll_shows_on_the_served_endpoint_with_exact_counts(
 ) -> None:
     """After one `ingest poll`, /metrics shows its messages, bytes, poll, latencies and success."""
     expected = deliver(dovecot, mail_user, 3)
-    cfg = s3_config(tmp_path, redis_url, s3_server, bucket, account_entry(dovecot, mail_user))
+    idle = account_entry(dovecot, mail_user, name="idle", interval=30)  # never polled
+    cfg = s3_config(tmp_path, redis_url, s3_server, bucket, account_entry(dovecot, mail_user), idle)
     polled = run_cli(cfg, "poll", "support", env=poll_env(mp_dir, support=mail_user.password))
     assert polled.returncode == 0, polled.stderr[-2000:]
     status, text = http_get(serve(cfg) + "/metrics")
@@ -121,6 +122,9 @@ def test_a_poll_shows_on_the_served_endpoint_with_exact_counts(
     assert value(got, "ingest_storage_errors_total", operation="put") is None
     assert (value(got, "ingest_last_success_timestamp_seconds", account="support") or 0) > 0
     assert value(got, "ingest_account_poll_interval_seconds", account="support") == 60
+    assert value(got, "ingest_account_poll_interval_seconds", account="idle") == 30
+    assert value(got, "ingest_last_success_timestamp_seconds", account="idle") is None
+    assert value(got, "ingest_polls_total", account="idle", outcome="ok") is None
 
 
 def test_keep_mode_reports_the_messages_left_on_the_server(
