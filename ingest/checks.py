@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.interfaces import Put
+from ingest.keys import probe_key
 from ingest.object_params import ObjectWriter
 from ingest.service import check_redis, endpoint_for, mailbox, redis_client
 from ingest.spool import Spool
@@ -83,7 +84,7 @@ def _check_store(settings: Settings) -> tuple[bool, str]:
     store = open_store(settings.storage)
     if isinstance(store, S3Store):  # the probe goes with the default class, encryption, tags
         store = store.for_account(ObjectWriter("_ingest", "_ingest", settings.storage))
-    key = "/".join(p for p in (settings.storage.prefix, "_ingest", "check.txt") if p)
+    key = probe_key(settings.storage.prefix)
     try:
         store.put(key, Spool.of(PROBE), "text/plain")
         second = store.put(key, Spool.of(PROBE), "text/plain")

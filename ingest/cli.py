@@ -316,3 +316,4 @@ def accounts(obj: CliContext, as_json: bool) -> None:
 # One import line per module, below.
 import ingest.cli_archive  # noqa: E402 - search, export, verify, index
 import ingest.cli_events  # noqa: E402, F401
+from ingest import cli_health  # noqa: E402, F401  - ingest health, ingest metrics serve

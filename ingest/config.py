@@ -181,6 +181,17 @@ class AccountConfig(_Frozen):
         return self.port or (995 if self.security == "tls" else 110)
 
 
+class MetricsConfig(_Frozen):
+    """The worker's HTTP endpoint: /metrics, /healthz, /readyz."""
+
+    address: str = Field(default="127.0.0.1", min_length=1, description="listen address")
+    port: int = Field(default=9808, ge=0, le=65535, description="0 turns the endpoint off")
+    stale_ticks: float = Field(
+        default=3, ge=1, description="not ready once the last dispatcher tick is older than "
+        "this many dispatch_intervals",
+    )  # fmt: skip
+
+
 class Settings(_Frozen):
     """The whole configuration."""
 
@@ -200,6 +211,7 @@ class Settings(_Frozen):
     )
     events: SinkList = Field(default=(), description="event sinks of accounts without their own")
     events_interval: float = Field(default=5.0, gt=0, description="seconds between deliveries")
+    metrics: MetricsConfig = MetricsConfig()
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")

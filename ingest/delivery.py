@@ -19,6 +19,7 @@ from typing import Any
 import redis
 import structlog
 
+from ingest import metrics
 from ingest.config import AccountConfig, Settings
 from ingest.errors import ConfigError
 from ingest.events import Event, message_stored
@@ -101,6 +102,7 @@ def deliver_account(
         finally:
             sink.close()
     report.pending, report.dead = totals(sink_stats(client, [name])[name])
+    metrics.set_event_counts(name, report.pending, report.dead)
     if report.delivered or report.failed:
         log.info("events.delivery_finished", account=name, delivered=report.delivered,
                  failed=report.failed, dead_lettered=report.dead_lettered,

@@ -29,6 +29,7 @@ keys in one Redis Cluster slot):
     ingest:{schedule}           sorted set  account -> next due time (unix seconds)
     ingest:{schedule}:intervals hash  account -> interval (seconds)
     ingest:{schedule}:digest    string  digest of the configured (account, interval) list
+    ingest:{schedule}:tick      string  unix time of the dispatcher's latest tick (readiness)
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ def day_of_index_key(key: str) -> str | None:
     return None
 
 
+def probe_key(prefix: str) -> str:
+    """The object ``ingest check`` and every worker start write (and readiness HEADs)."""
+    return _join(prefix, "_ingest", "check.txt")
+
+
 def ledger_key(account: str) -> str:
     return f"ingest:{{{account}}}:ledger"
 
@@ -166,3 +172,6 @@ def outbox_keys(account: str, sink: str) -> tuple[str, str, str, str]:
 def event_stats_key(account: str) -> str:
     """Per-sink counters (pending, dead, delivered, failures) and the last error of each."""
     return f"ingest:{{{account}}}:events"
+
+
+DISPATCH_TICK_KEY = "ingest:{schedule}:tick"

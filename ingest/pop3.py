@@ -26,6 +26,7 @@ import structlog
 
 from ingest.errors import PermanentError, ProtocolError, SecurityError
 from ingest.failpoints import failpoint
+from ingest.metrics import pop3_timed, pop3_timer
 from ingest.model import MailboxEntry
 from ingest.pop3_auth import Credentials, authenticate
 from ingest.pop3_wire import Endpoint, Pop3Wire, error_for
@@ -57,6 +58,7 @@ class Pop3Session(Pop3Wire):
         self._inflight: deque[_Pending] = deque()
         self._refused_deletes: set[int] = set()
 
+    @pop3_timed("connect")
     def connect(self) -> None:
         ep = self.endpoint
         self.open_socket()
@@ -97,7 +99,8 @@ class Pop3Session(Pop3Wire):
                 return pending, b""
             raise err
         if pending.spool is not None:
-            self._read_multiline_into(pending.spool.write)
+            with pop3_timer("retr"):  # one message's transfer: per message, never per line
+                self._read_multiline_into(pending.spool.write)
             return pending, b""
         return pending, self._read_multiline() if pending.multiline else b""
 
@@ -128,11 +131,13 @@ class Pop3Session(Pop3Wire):
         self.capabilities = caps
         return caps
 
+    @pop3_timed("login")
     def login(self, creds: Credentials) -> None:
         """Authenticate with the configured method (see :mod:`ingest.pop3_auth`)."""
         authenticate(self, creds)
         self.capa()  # RFC 2449: capabilities (LOGIN-DELAY, EXPIRE) may change after login
 
+    @pop3_timed("listing")
     def listing(self) -> list[MailboxEntry]:
         """UIDL + LIST joined by message number (UIDLs are checked by the caller).
 
@@ -258,6 +263,7 @@ class Pop3Session(Pop3Wire):
         """Messages whose DELE the server refused with a permanent ``-ERR`` (they stay)."""
         return set(self._refused_deletes)
 
+    @pop3_timed("quit")
     def commit(self) -> None:
         """QUIT: the server enters UPDATE and removes the messages marked with DELE."""
         try:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import redis
 import structlog
 
-from ingest import keys
+from ingest import keys, metrics
 from ingest.account_store import account_store
 from ingest.config import AccountConfig, Settings, resolve_password
 from ingest.delivery import recording_hooks
@@ -101,13 +101,14 @@ def poll_account(
     client = client or redis_client(settings)
     store = account_store(store or open_store(settings.storage), settings, name)
     if _login_delayed(client, name):
-        return PollReport(account=name, outcome="deferred")
+        return _skipped(PollReport(account=name, outcome="deferred"))
     lock = AccountLock(client, account.name, settings.lock_ttl)
     if not lock.acquire():
         log.info("poll.skipped_locked", account=name, holder=lock.holder())
-        return PollReport(account=name, outcome="busy")
+        return _skipped(PollReport(account=name, outcome="busy"))
     started = time.time()
     report = PollReport(account=name)
+    failure: Exception | None = None
     try:
         with lock, mailbox(settings, account, client) as session:
             _honour_capabilities(client, account, session)
@@ -124,9 +125,17 @@ def poll_account(
     except Exception as err:
         report.outcome = "failed"
         report.error = report.error or str(err)
+        failure = err
         raise
     finally:
         _record_last(client, report, started)
+        metrics.observe_poll(report, time.time() - started, failure)
+
+
+def _skipped(report: PollReport) -> PollReport:
+    """A poll that did not run (busy, deferred) still counts in ``ingest_polls_total``."""
+    metrics.observe_poll(report, None, None)
+    return report
 
 
 def _login_delayed(client: redis.Redis, name: str) -> bool:
@@ -174,6 +183,8 @@ def _record_last(client: redis.Redis, report: PollReport, started: float) -> Non
         "started": started,
         "finished": time.time(),
     }
+    if report.outcome == "ok":  # kept across failed polls: the last *successful* one
+        data["succeeded"] = data["finished"]
     try:
         client.hset(
             keys.last_poll_key(report.account), mapping={k: json.dumps(v) for k, v in data.items()}

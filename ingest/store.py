@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingest.config import StorageConfig
 from ingest.errors import StorageError, TransientError
 from ingest.interfaces import BlobStore, Put, Readable
+from ingest.metrics import instrument_s3, storage_timed
 from ingest.object_params import ObjectWriter
 from ingest.spool import Spool
 
@@ -212,7 +213,9 @@ def make_s3_client(cfg: StorageConfig) -> S3Client:
         response_checksum_validation="when_required",
         max_pool_connections=32,
     )
-    return boto3.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+    client = boto3.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+    instrument_s3(client)  # request latency and errors, by operation
+    return client
 
 
 def _code(err: ClientError) -> str:
@@ -244,6 +247,7 @@ class DirectoryStore:
             raise StorageError(f"key {key!r} escapes the store directory")
         return path
 
+    @storage_timed("put")
     def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
         path = self._path(key)
         try:
@@ -279,6 +283,7 @@ class DirectoryStore:
         finally:
             os.unlink(tmp)
 
+    @storage_timed("get")
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -291,6 +296,7 @@ class DirectoryStore:
         except OSError as err:
             raise StorageError(f"cannot read {key}: {err}") from err
 
+    @storage_timed("replace")
     def replace(self, key: str, body: Spool, content_type: str) -> None:
         """Overwrite a derived object atomically (temp file, fsync, rename), then verify."""
         path = self._path(key)

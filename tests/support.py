@@ -153,3 +153,28 @@ def assert_index_rows_once(objects: dict[str, bytes], prefix: str = "") -> None:
         doc = json.loads(body)
         wanted[index.row_key(doc, prefix)] = index.row_bytes(index.build_row(doc, prefix))
     assert rows == wanted
+
+
+def http_get(url: str, timeout: float = 30) -> tuple[int, str]:
+    """GET ``url``: (status, body); (0, "") when nothing answers."""
+    import urllib.error  # noqa: PLC0415 - only the metrics tests speak HTTP
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - test URL
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus exposition text, keyed by (name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out

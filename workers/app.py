@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
-from ingest import logs
+from ingest import health, logs, metrics
 from ingest.checks import startup_problems
 from ingest.config import load_settings
 from ingest.delivery import account_sinks
@@ -58,6 +59,13 @@ if any(account_sinks(settings, a) for a in settings.accounts):
 
 
 @worker_init.connect
+def _fresh_metrics(**_: object) -> None:
+    """Empty the metrics directory before anything in this process counts (receivers run
+    in the order they are connected, so this comes before the start-up checks' requests)."""
+    metrics.clear_multiprocess_dir()
+
+
+@worker_init.connect
 def _refuse_unsafe_start(**_: object) -> None:
     """Refuse to take tasks when Redis evicts keys or the store ignores create-only writes."""
     problems = startup_problems(settings)
@@ -65,3 +73,33 @@ def _refuse_unsafe_start(**_: object) -> None:
         structlog.get_logger("workers.app").error("worker.unsafe_setup", problem=problem)
     if problems:
         raise SystemExit("refusing to start: " + "; ".join(problems))
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    """Serve /metrics, /healthz, /readyz from this (the main) process."""
+    from ingest.metrics_http import start_server  # noqa: PLC0415 - only workers serve
+
+    cfg, log = settings.metrics, structlog.get_logger("workers.app")
+    if not cfg.port:
+        return
+    try:
+        server = start_server(settings, cfg.address, cfg.port)
+    except OSError as err:  # e.g. a second worker on this host: polling goes on regardless
+        log.error("metrics.not_serving", address=cfg.address, port=cfg.port, error=str(err))
+        return
+    log.info("metrics.serving", address=cfg.address, port=server.server_address[1])
+
+
+@worker_ready.connect
+def _tick_liveness(sender: Any = None, **_: object) -> None:
+    """The event loop touches the liveness clock; /healthz fails once it stops."""
+    health.touch()
+    sender.timer.call_repeatedly(health.LIVENESS_TICK, health.touch)
+
+
+@worker_process_shutdown.connect
+def _forget_process(pid: int | None = None, **_: object) -> None:
+    """A pool process exited: drop its live gauges from the shared metrics directory."""
+    if pid is not None:
+        metrics.process_exited(pid)

@@ -14,6 +14,7 @@ import redis
 import structlog
 from celery import Task
 
+from ingest import health
 from ingest.delivery import account_sinks, deliver_account
 from ingest.errors import ConfigError, IngestError, PermanentError, TransientError
 from ingest.interfaces import BlobStore
@@ -72,6 +73,7 @@ def dispatch() -> list[str]:
     schedule = Schedule(_redis())
     schedule.sync(settings.accounts)
     due = schedule.claim_due()
+    health.record_tick(_redis())  # readiness: the dispatcher ticked and claimed
     for name in due:
         poll_account.apply_async(args=[name], expires=settings.account(name).interval)
     if due:
