@@ -174,6 +174,11 @@ class Settings(_Frozen):
     parse_max_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="larger messages get a headers-only JSON"
     )
+    accounts_dir: Path | None = Field(
+        default=None,
+        description="directory of account files (*.yaml/*.yml, one account or a list each), "
+        "merged with accounts; relative to the config file; reloaded by running workers",
+    )
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")
@@ -223,11 +228,21 @@ def parse_settings(data: Any, source: str) -> Settings:
     try:
         return Settings.model_validate({**data, "source": source})
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f"{source}: {_loc(e['loc'], data)}: {msg}")
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(err, data, f"{source}: ")) from None
+
+
+def validation_problems(
+    err: ValidationError, data: Any, where: str, at: tuple[int | str, ...] = ()
+) -> list[str]:
+    """One line per problem: ``where`` + the key path (with account names) + what is wrong.
+
+    ``at`` is the path of the validated value inside ``data`` (for a list item, its index).
+    """
+    problems = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}{_loc((*at, *e['loc']), data)}: {msg}")
+    return problems
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -244,6 +259,10 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{file}: not valid YAML: {err}") from None
+    if isinstance(data, dict) and data.get("accounts_dir") is not None:
+        from ingest.accounts_dir import with_accounts_dir  # noqa: PLC0415 - it imports us
+
+        return with_accounts_dir(data, file)
     return parse_settings(data, str(file))
 
 

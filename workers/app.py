@@ -16,8 +16,10 @@ from celery.signals import worker_init
 from ingest import logs
 from ingest.checks import startup_problems
 from ingest.config import load_settings
+from ingest.reload import ConfigWatcher
 
 settings = load_settings()
+config = ConfigWatcher(settings)  # tasks read config.current(): accounts reload without restart
 logs.configure(os.environ.get("INGEST_LOG_LEVEL", "INFO"))
 
 app = Celery("ingest", broker=settings.redis_url, include=["workers.tasks"])

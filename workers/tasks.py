@@ -19,7 +19,7 @@ from ingest.schedule import Schedule
 from ingest.service import poll_account as run_poll
 from ingest.service import redis_client
 from ingest.store import open_store
-from workers.app import app, settings
+from workers.app import app, config, settings
 
 log = structlog.get_logger("workers.tasks")
 MAX_RETRIES = 3
@@ -46,10 +46,16 @@ def backoff(retries: int, cap: float) -> float:
 def poll_account(self: Task, name: str) -> dict[str, Any]:
     """Poll one account; retried with backoff on transient errors only."""
     structlog.contextvars.bind_contextvars(task_id=self.request.id)
+    current = config.current()
+    if name not in {a.name for a in current.accounts}:
+        current = config.current(force=True)  # dispatched by a worker that reloaded first
+    if name not in {a.name for a in current.accounts}:
+        log.info("poll.skipped_removed_account", account=name)
+        return {"account": name, "outcome": "removed"}
     try:
-        report = run_poll(settings, name, client=_redis(), store=_store())
+        report = run_poll(current, name, client=_redis(), store=_store())
     except TransientError as err:
-        account = settings.account(name)
+        account = current.account(name)
         log.warning("poll.retry", account=name, error=str(err), retries=self.request.retries)
         raise self.retry(
             exc=err, countdown=backoff(self.request.retries, account.interval)
@@ -65,11 +71,12 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
 @app.task(name="ingest.dispatch")
 def dispatch() -> list[str]:
     """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
+    current = config.current(force=True)  # once per tick: added, changed, removed accounts
     schedule = Schedule(_redis())
-    schedule.sync(settings.accounts)
+    schedule.sync(current.accounts)
     due = schedule.claim_due()
     for name in due:
-        poll_account.apply_async(args=[name], expires=settings.account(name).interval)
+        poll_account.apply_async(args=[name], expires=current.account(name).interval)
     if due:
         log.info("dispatch.enqueued", accounts=len(due))
     return due
