@@ -237,7 +237,12 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
 @click.pass_obj
 def status(obj: CliContext, as_json: bool) -> None:
-    """Per account: last poll (when, outcome, counts, error), ledger size, lock holder."""
+    """Per account: last poll (when, outcome, counts, error), stored today, backlog,
+    ledger size and lock holder (the poll running now), in one Redis round trip.
+
+    Backlog: messages the last poll listed that are neither stored nor deliberately left on
+    the server (oversize, quarantined); more than 0 after a poll that failed part-way.
+    """
     import datetime as dt  # noqa: PLC0415
 
     from rich.console import Console  # noqa: PLC0415
@@ -260,9 +265,12 @@ def status(obj: CliContext, as_json: bool) -> None:
         "stored",
         "deleted",
         "quarantined",
+        "stored today",
+        "backlog",
         "ledger",
         "lock holder",
         "last error",
+        title="accounts (last poll's counts; stored today: since 00:00 UTC)",
     )
     for r in rows:
         when = (
@@ -278,6 +286,8 @@ def status(obj: CliContext, as_json: bool) -> None:
             str(r.stored),
             str(r.deleted),
             str(r.quarantined),
+            str(r.stored_today),
+            str(r.backlog),
             str(r.ledger_size),
             r.lock_holder or "-",
             r.error[:60],

@@ -167,6 +167,12 @@ def _record_last(client: redis.Redis, report: PollReport, started: float) -> Non
         client.hset(
             keys.last_poll_key(report.account), mapping={k: json.dumps(v) for k, v in data.items()}
         )
+        if report.stored:
+            day = keys.stored_day_key(report.account, time.strftime("%Y-%m-%d", time.gmtime()))
+            pipe = client.pipeline(transaction=False)
+            pipe.incrby(day, report.stored)
+            pipe.expire(day, 3 * 86400)
+            pipe.execute()
     except redis.RedisError as err:
         log.warning("poll.status_not_recorded", account=report.account, error=str(err))
 
