@@ -76,8 +76,14 @@ def check(obj: CliContext) -> None:
 
 @main.command(name="poll")
 @click.argument("name")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Draw a progress bar (messages stored of those to fetch) on stderr "
+    "(default: only when stderr is a terminal).",
+)
 @click.pass_obj
-def poll_cmd(obj: CliContext, name: str) -> None:
+def poll_cmd(obj: CliContext, name: str, progress: bool | None) -> None:
     """Poll account NAME once, synchronously, through the same code the workers run.
 
     Exit status: 0 when the poll completed, 75 when another poll holds the account's lock
@@ -85,11 +91,13 @@ def poll_cmd(obj: CliContext, name: str) -> None:
     78 on a configuration error, 1 on any other failure (including a poll that quarantined
     a message it had retrieved, and so could not commit).
     """
+    from ingest.progress import progress_bar  # noqa: PLC0415
     from ingest.service import poll_account  # noqa: PLC0415
 
     settings = obj.settings()
     try:
-        report: PollReport = poll_account(settings, settings.account(name).name)
+        with progress_bar(f"polling {name}", progress) as hook:
+            report: PollReport = poll_account(settings, settings.account(name).name, progress=hook)
     except ConfigError as err:
         click.echo(f"config error: {err}", err=True)
         sys.exit(EX_CONFIG)
@@ -318,3 +326,5 @@ def accounts(obj: CliContext, as_json: bool) -> None:
 # Command groups kept in their own modules register themselves on ``main`` when imported
 # (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
 # One import line per module, below.
+import ingest.cli_completion  # noqa: E402 - `ingest completion bash|zsh|fish`
+import ingest.cli_ledger  # noqa: E402, F401 - `ingest ledger show`

@@ -22,7 +22,7 @@ from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
 from ingest.model import PollReport
 from ingest.oauth import TokenSource
-from ingest.pipeline import PollPlan, poll
+from ingest.pipeline import PollPlan, ProgressHook, poll
 from ingest.pop3 import Endpoint, Pop3Session, open_session
 from ingest.pop3_auth import Credentials
 from ingest.store import open_store
@@ -91,8 +91,12 @@ def poll_account(
     *,
     client: redis.Redis | None = None,
     store: BlobStore | None = None,
+    progress: ProgressHook | None = None,
 ) -> PollReport:
-    """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked."""
+    """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked.
+
+    ``progress`` (for a progress bar) is told how many messages were handled of how many.
+    """
     account = settings.account(name)
     client = client or redis_client(settings)
     store = store or open_store(settings.storage)
@@ -109,7 +113,8 @@ def poll_account(
             _honour_capabilities(client, account, session)
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
-            poll(plan_for(account, settings), session, ledger, store, lock, report=report)
+            plan = plan_for(account, settings)
+            poll(plan, session, ledger, store, lock, report=report, progress=progress)
         log.info("poll.finished", account=name, **_fields(report), seconds=time.time() - started)
         return report
     except Exception as err:

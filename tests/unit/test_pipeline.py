@@ -353,3 +353,18 @@ def test_a_failing_hook_fails_the_message_and_it_is_retried() -> None:
     report = w.poll(hooks=(calls.append,))
     assert report.outcome == "ok" and w.drop.messages == {}
     assert calls[0] == "uid-0" and calls[1].uidl == "uid-0"
+
+
+def test_progress_counts_the_messages_to_fetch_as_they_are_handled() -> None:
+    """The progress hook hears the total first, then each message once; nothing on a no-op."""
+    w = World(_drop())
+    calls: list[tuple[int, int]] = []
+    session = w.drop.session()
+    poll(
+        w.plan, session, w.ledger, w.store, w.guard,
+        clock=lambda: w.now, progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    calls.clear()
+    poll(w.plan, w.drop.session(), w.ledger, w.store, w.guard, progress=lambda *a: calls.append(a))
+    assert calls == [(0, 0)]
