@@ -61,7 +61,12 @@ def main(ctx: click.Context, config: str | None, log_level: str, log_json: bool 
 @main.command()
 @click.pass_obj
 def check(obj: CliContext) -> None:
-    """Validate the config and reach Redis, the store and every account (one line each)."""
+    """Validate the config and reach Redis, the store and every account (one line each).
+
+    Checks Redis's maxmemory-policy (noeviction expected), writes a probe object twice
+    (create-only writes and checksums must be honoured) and logs in to every account
+    without changing its mailbox. Exit status: 0 all ok, 1 a problem, 78 config error.
+    """
     from ingest.checks import run_checks  # noqa: PLC0415 - keeps `ingest --help` fast
 
     settings = obj.settings()
@@ -125,7 +130,12 @@ def _celery(obj: CliContext, args: list[str]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    """Run a Celery worker (extra arguments go to `celery worker`, e.g. --concurrency 4).
+
+    Run as many as needed. A worker refuses to start when Redis evicts keys or the store
+    ignores create-only writes, and reloads accounts (accounts_dir included) when their
+    files change.
+    """
     _celery(obj, ["worker", "--loglevel", "INFO", *celery_args])
 
 
@@ -133,7 +143,10 @@ def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def beat(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run Celery beat, which dispatches due accounts (extra arguments go to `celery beat`)."""
+    """Run Celery beat, which dispatches due accounts (extra arguments go to `celery beat`).
+
+    Run one (a second is harmless: the claim of due accounts is atomic).
+    """
     _celery(obj, ["beat", "--loglevel", "INFO", *celery_args])
 
 
@@ -144,7 +157,12 @@ def quarantine() -> None:
 
 @quarantine.command(name="list")
 @click.argument("names", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per message, per line (account, uidl, size, failures, reason, since).",
+)
 @click.pass_obj
 def quarantine_list(obj: CliContext, names: tuple[str, ...], as_json: bool) -> None:
     """Quarantined messages of the NAMES accounts (default: all)."""
@@ -184,7 +202,10 @@ def quarantine_list(obj: CliContext, names: tuple[str, ...], as_json: bool) -> N
 @click.option("--all", "everything", is_flag=True, help="Release every quarantined message.")
 @click.pass_obj
 def quarantine_retry(obj: CliContext, name: str, uidls: tuple[str, ...], everything: bool) -> None:
-    """Release quarantined UIDLS of account NAME so the next poll tries them again."""
+    """Release quarantined UIDLS of account NAME so the next poll tries them again.
+
+    Takes the account's lock. Exit status: 0, 75 while a poll holds the lock.
+    """
     from ingest.quarantine import release  # noqa: PLC0415
     from ingest.service import redis_client  # noqa: PLC0415
 
@@ -207,13 +228,18 @@ def quarantine_retry(obj: CliContext, name: str, uidls: tuple[str, ...], everyth
 @main.command()
 @click.argument("name")
 @click.option(
-    "--sha", "shas", multiple=True, help="Only the message with this sha256 (repeatable)."
+    "--sha",
+    "shas",
+    multiple=True,
+    metavar="SHA256",
+    help="Only the message with this sha256 (repeatable; default: every raw message).",
 )
 @click.pass_obj
 def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
     """Rebuild the JSON documents of account NAME from the stored raw messages.
 
     Documents are replaced only where the rebuilt one differs (after a parser upgrade, say).
+    A progress bar is drawn when stderr is a terminal. Exit status: 0, 1 if any failed.
     """
     from rich.progress import Progress  # noqa: PLC0415
 
@@ -242,7 +268,9 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per account, per line (every column)."
+)
 @click.pass_obj
 def status(obj: CliContext, as_json: bool) -> None:
     """Per account: last poll (when, outcome, counts, error), stored today, backlog,
@@ -304,10 +332,16 @@ def status(obj: CliContext, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="The whole configuration as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The whole configuration as one JSON document (secrets shown by source only).",
+)
 @click.pass_obj
 def accounts(obj: CliContext, as_json: bool) -> None:
-    """The configuration as loaded (defaults filled in); secrets are never shown."""
+    """The configuration as loaded (defaults filled in, accounts_dir merged); secrets are
+    never shown, only the environment variable or file they come from."""
     from ingest.status import describe_settings  # noqa: PLC0415
 
     data = describe_settings(obj.settings())
