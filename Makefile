@@ -71,3 +71,13 @@ bench-full: system-deps venv
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+
+# Pinned runtime dependencies of the container image (deploy/docker/constraints.txt): a clean
+# venv with the project installed, frozen. Run after changing [project] dependencies.
+.PHONY: constraints
+constraints:
+	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install -q .
+	{ sed -n '1,2p' deploy/docker/constraints.txt; \
+	  .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^ingest'; } > deploy/docker/constraints.new
+	mv deploy/docker/constraints.new deploy/docker/constraints.txt && rm -rf .constraints-venv
