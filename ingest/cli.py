@@ -130,7 +130,7 @@ def _celery(obj: CliContext, args: list[str]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker (extra arguments go to `celery worker`, e.g. --concurrency 4).
+    """Run a Celery worker (extra arguments, such as --concurrency 4, go to `celery worker`).
 
     Run as many as needed. A worker refuses to start when Redis evicts keys or the store
     ignores create-only writes, and reloads accounts (accounts_dir included) when their

@@ -28,12 +28,18 @@ class _Frozen(BaseModel):
 class StorageConfig(_Frozen):
     """Where objects go: ``s3://BUCKET/prefix`` or ``file:///abs/dir``."""
 
-    url: str
-    endpoint_url: str | None = None
-    region: str | None = None
-    addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    timeout: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1, le=20)
+    url: str = Field(description="s3://BUCKET[/prefix] or file:///absolute/dir")
+    endpoint_url: str | None = Field(
+        default=None, description="any S3-compatible endpoint (MinIO, Ceph, R2); omit for AWS"
+    )
+    region: str | None = Field(default=None, description="region name (default: boto3's)")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="bucket in the path or the host name; path suits most MinIO"
+    )
+    timeout: float = Field(default=60.0, gt=0, description="connect and read timeout, seconds")
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, description="botocore standard retries per request, with jitter"
+    )
 
     @model_validator(mode="after")
     def _check_url(self) -> StorageConfig:
@@ -65,14 +71,22 @@ class StorageConfig(_Frozen):
 class OAuth2Config(_Frozen):
     """Where an XOAUTH2 account gets its access tokens (refresh-token grant)."""
 
-    token_url: str = Field(pattern=r"^https?://")
-    client_id: str = Field(min_length=1)
-    client_secret_env: str | None = None
-    client_secret_file: Path | None = None
-    refresh_token_env: str | None = None
-    refresh_token_file: Path | None = None
-    scope: str | None = None
-    timeout: float = Field(default=20.0, gt=0)
+    token_url: str = Field(pattern=r"^https?://", description="the provider's token endpoint")
+    client_id: str = Field(min_length=1, description="the OAuth2 client (application) id")
+    client_secret_env: str | None = Field(
+        default=None, description="environment variable holding the client secret (optional)"
+    )
+    client_secret_file: Path | None = Field(
+        default=None, description="file holding the client secret (optional)"
+    )
+    refresh_token_env: str | None = Field(
+        default=None, description="environment variable holding the refresh token"
+    )
+    refresh_token_file: Path | None = Field(
+        default=None, description="file holding the refresh token (one of the two is required)"
+    )
+    scope: str | None = Field(default=None, description="scope requested with the token")
+    timeout: float = Field(default=20.0, gt=0, description="token request timeout, seconds")
 
     @model_validator(mode="after")
     def _check(self) -> OAuth2Config:
@@ -86,25 +100,48 @@ class OAuth2Config(_Frozen):
 class AccountConfig(_Frozen):
     """One POP3 mailbox to poll."""
 
-    name: str = Field(pattern=r"^[a-z0-9_-]+$", max_length=64)
-    host: str = Field(min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Literal["tls", "starttls", "plain"] = "tls"
-    ca_file: Path | None = None
-    username: str = Field(min_length=1)
-    password_env: str | None = None
-    password_file: Path | None = None
-    auth: Literal["password", "apop", "sasl_plain", "xoauth2"] = "password"
-    xoauth2_style: Literal["two_step", "one_line"] = "two_step"
-    oauth2: OAuth2Config | None = None
-    allow_plaintext: bool = False
-    allow_private_network: bool = False
+    name: str = Field(
+        pattern=r"^[a-z0-9_-]+$", max_length=64, description="unique; part of every key"
+    )
+    host: str = Field(min_length=1, description="the POP3 server")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="default: 995 for tls, 110 otherwise"
+    )
+    security: Literal["tls", "starttls", "plain"] = Field(
+        default="tls",
+        description="tls: implicit TLS; starttls: STLS required; plain: no encryption",
+    )
+    ca_file: Path | None = Field(
+        default=None, description="extra CA certificate(s), trusted besides the system CAs"
+    )
+    username: str = Field(min_length=1, description="login name")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password"
+    )
+    password_file: Path | None = Field(
+        default=None, description="file holding the password (trailing newline ignored)"
+    )
+    auth: Literal["password", "apop", "sasl_plain", "xoauth2"] = Field(
+        default="password", description="USER/PASS, APOP, AUTH PLAIN or AUTH XOAUTH2"
+    )
+    xoauth2_style: Literal["two_step", "one_line"] = Field(
+        default="two_step", description="token after the server's + (Microsoft) or on AUTH line"
+    )
+    oauth2: OAuth2Config | None = Field(
+        default=None, description="where XOAUTH2 tokens come from (required for auth: xoauth2)"
+    )
+    allow_plaintext: bool = Field(default=False, description="must be true for security: plain")
+    allow_private_network: bool = Field(
+        default=False, description="let a host name resolve to a private or loopback address"
+    )
     tls_fingerprint: str | None = Field(
         default=None, pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$",
         description="SHA-256 of the server certificate, hex (colons allowed)",
     )  # fmt: skip
-    delete: Literal["after_store", "never"] = "after_store"
-    interval: int = Field(default=60, ge=1)
+    delete: Literal["after_store", "never"] = Field(
+        default="after_store", description="DELE once stored and verified, or keep on the server"
+    )
+    interval: int = Field(default=60, ge=1, description="seconds between polls")
     ticket_pattern: str | None = Field(
         default=None, description="regex; its first group from the subject becomes ticket_ref"
     )
@@ -160,13 +197,20 @@ class AccountConfig(_Frozen):
 class Settings(_Frozen):
     """The whole configuration."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    storage: StorageConfig
-    accounts: tuple[AccountConfig, ...] = ()
-    ledger_grace_days: float = Field(default=7.0, ge=0)
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="ledger, locks, schedule and Celery broker (maxmemory-policy noeviction)",
+    )
+    storage: StorageConfig = Field(description="where messages are stored")
+    accounts: tuple[AccountConfig, ...] = Field(default=(), description="the POP3 mailboxes")
+    ledger_grace_days: float = Field(
+        default=7.0, ge=0, description="days to keep ledger entries of vanished UIDLs"
+    )
     lock_ttl: float = Field(default=60.0, ge=2, description="seconds; renewed while polling")
     dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
-    max_poll_seconds: float = Field(default=3600.0, gt=0)
+    max_poll_seconds: float = Field(
+        default=3600.0, gt=0, description="deadline of one POP3 session; sets task time limits"
+    )
     quarantine_after: int = Field(default=3, ge=1, description="failed polls before quarantine")
     store_concurrency: int = Field(
         default=4, ge=1, le=64, description="messages stored at once while RETR goes on"
