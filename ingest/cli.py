@@ -130,11 +130,11 @@ def _celery(obj: CliContext, args: list[str]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker (extra arguments, such as --concurrency 4, go to `celery worker`).
+    """Run a Celery worker (extra arguments go to `celery worker`).
 
-    Run as many as needed. A worker refuses to start when Redis evicts keys or the store
-    ignores create-only writes, and reloads accounts (accounts_dir included) when their
-    files change.
+    For example `ingest worker --concurrency 4`. Run as many as needed. A worker refuses
+    to start when Redis evicts keys or the store ignores create-only writes, and reloads
+    accounts (accounts_dir included) when their files change.
     """
     _celery(obj, ["worker", "--loglevel", "INFO", *celery_args])
 
@@ -143,9 +143,10 @@ def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def beat(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run Celery beat, which dispatches due accounts (extra arguments go to `celery beat`).
+    """Run Celery beat, the dispatcher of due accounts (run one).
 
-    Run one (a second is harmless: the claim of due accounts is atomic).
+    Extra arguments go to `celery beat`. A second beat is harmless (the claim of due
+    accounts is atomic), but one is the design.
     """
     _celery(obj, ["beat", "--loglevel", "INFO", *celery_args])
 
@@ -273,8 +274,10 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
 )
 @click.pass_obj
 def status(obj: CliContext, as_json: bool) -> None:
-    """Per account: last poll (when, outcome, counts, error), stored today, backlog,
-    ledger size and lock holder (the poll running now), in one Redis round trip.
+    """Per account: last poll, outcome, stored today, backlog, lock holder, last error.
+
+    Also the last poll's counts and the ledger size; one Redis round trip for all accounts.
+    The lock holder is the token of the poll running now.
 
     Backlog: messages the last poll listed that are neither stored nor deliberately left on
     the server (oversize, quarantined); more than 0 after a poll that failed part-way.
@@ -340,8 +343,11 @@ def status(obj: CliContext, as_json: bool) -> None:
 )
 @click.pass_obj
 def accounts(obj: CliContext, as_json: bool) -> None:
-    """The configuration as loaded (defaults filled in, accounts_dir merged); secrets are
-    never shown, only the environment variable or file they come from."""
+    """The configuration as loaded: defaults filled in, secrets never shown.
+
+    Accounts from accounts_dir are included. Of a secret only the environment variable or
+    file it comes from is shown.
+    """
     from ingest.status import describe_settings  # noqa: PLC0415
 
     data = describe_settings(obj.settings())

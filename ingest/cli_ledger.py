@@ -18,8 +18,10 @@ from ingest.model import LedgerRecord, State
 
 @main.group()
 def ledger() -> None:
-    """Inspect the UIDL ledger: per message, whether it is stored, deleted, failing or
-    quarantined, under which sha256 and object keys."""
+    """Inspect the UIDL ledger (stored, deleted, failing and quarantined messages).
+
+    Per UIDL: its state, size, sha256 and object keys, when it was stored, failures.
+    """
 
 
 @ledger.command(name="show")
