@@ -16,6 +16,7 @@ help:
 	@echo "make soak    chaos soak: random SIGKILLs of workers and polls (DURATION=300 seconds)"
 	@echo "make worker  run a Celery worker for \$$INGEST_CONFIG"
 	@echo "make beat    run Celery beat (the dispatcher) for \$$INGEST_CONFIG"
+	@echo "make docs    regenerate README's config and CLI references"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,3 +72,19 @@ bench-full: system-deps venv
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+
+# Pinned runtime dependencies of the container image (deploy/docker/constraints.txt): a clean
+# venv with the project installed, frozen. Run after changing [project] dependencies.
+.PHONY: constraints
+constraints:
+	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install -q .
+	{ sed -n '1,2p' deploy/docker/constraints.txt; \
+	  .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^ingest'; } > deploy/docker/constraints.new
+	mv deploy/docker/constraints.new deploy/docker/constraints.txt && rm -rf .constraints-venv
+
+# README's config reference (from the pydantic models) and CLI reference (from the --help
+# texts), between their markers. Run after adding or changing a config key or a command.
+.PHONY: docs
+docs: venv
+	$(BIN)/python scripts/config_reference.py

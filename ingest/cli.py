@@ -61,7 +61,12 @@ def main(ctx: click.Context, config: str | None, log_level: str, log_json: bool 
 @main.command()
 @click.pass_obj
 def check(obj: CliContext) -> None:
-    """Validate the config and reach Redis, the store and every account (one line each)."""
+    """Validate the config and reach Redis, the store and every account (one line each).
+
+    Checks Redis's maxmemory-policy (noeviction expected), writes a probe object twice
+    (create-only writes and checksums must be honoured) and logs in to every account
+    without changing its mailbox. Exit status: 0 all ok, 1 a problem, 78 config error.
+    """
     from ingest.checks import run_checks  # noqa: PLC0415 - keeps `ingest --help` fast
 
     settings = obj.settings()
@@ -76,8 +81,14 @@ def check(obj: CliContext) -> None:
 
 @main.command(name="poll")
 @click.argument("name")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Draw a progress bar (messages stored of those to fetch) on stderr "
+    "(default: only when stderr is a terminal).",
+)
 @click.pass_obj
-def poll_cmd(obj: CliContext, name: str) -> None:
+def poll_cmd(obj: CliContext, name: str, progress: bool | None) -> None:
     """Poll account NAME once, synchronously, through the same code the workers run.
 
     Exit status: 0 when the poll completed, 75 when another poll holds the account's lock
@@ -85,11 +96,13 @@ def poll_cmd(obj: CliContext, name: str) -> None:
     78 on a configuration error, 1 on any other failure (including a poll that quarantined
     a message it had retrieved, and so could not commit).
     """
+    from ingest.progress import progress_bar  # noqa: PLC0415
     from ingest.service import poll_account  # noqa: PLC0415
 
     settings = obj.settings()
     try:
-        report: PollReport = poll_account(settings, settings.account(name).name)
+        with progress_bar(f"polling {name}", progress) as hook:
+            report: PollReport = poll_account(settings, settings.account(name).name, progress=hook)
     except ConfigError as err:
         click.echo(f"config error: {err}", err=True)
         sys.exit(EX_CONFIG)
@@ -117,7 +130,12 @@ def _celery(obj: CliContext, args: list[str]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    """Run a Celery worker (extra arguments go to `celery worker`).
+
+    For example `ingest worker --concurrency 4`. Run as many as needed. A worker refuses
+    to start when Redis evicts keys or the store ignores create-only writes, and reloads
+    accounts (accounts_dir included) when their files change.
+    """
     _celery(obj, ["worker", "--loglevel", "INFO", *celery_args])
 
 
@@ -125,7 +143,11 @@ def worker(obj: CliContext, celery_args: tuple[str, ...]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def beat(obj: CliContext, celery_args: tuple[str, ...]) -> None:
-    """Run Celery beat, which dispatches due accounts (extra arguments go to `celery beat`)."""
+    """Run Celery beat, the dispatcher of due accounts (run one).
+
+    Extra arguments go to `celery beat`. A second beat is harmless (the claim of due
+    accounts is atomic), but one is the design.
+    """
     _celery(obj, ["beat", "--loglevel", "INFO", *celery_args])
 
 
@@ -136,7 +158,12 @@ def quarantine() -> None:
 
 @quarantine.command(name="list")
 @click.argument("names", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per message, per line (account, uidl, size, failures, reason, since).",
+)
 @click.pass_obj
 def quarantine_list(obj: CliContext, names: tuple[str, ...], as_json: bool) -> None:
     """Quarantined messages of the NAMES accounts (default: all)."""
@@ -176,7 +203,10 @@ def quarantine_list(obj: CliContext, names: tuple[str, ...], as_json: bool) -> N
 @click.option("--all", "everything", is_flag=True, help="Release every quarantined message.")
 @click.pass_obj
 def quarantine_retry(obj: CliContext, name: str, uidls: tuple[str, ...], everything: bool) -> None:
-    """Release quarantined UIDLS of account NAME so the next poll tries them again."""
+    """Release quarantined UIDLS of account NAME so the next poll tries them again.
+
+    Takes the account's lock. Exit status: 0, 75 while a poll holds the lock.
+    """
     from ingest.quarantine import release  # noqa: PLC0415
     from ingest.service import redis_client  # noqa: PLC0415
 
@@ -199,13 +229,18 @@ def quarantine_retry(obj: CliContext, name: str, uidls: tuple[str, ...], everyth
 @main.command()
 @click.argument("name")
 @click.option(
-    "--sha", "shas", multiple=True, help="Only the message with this sha256 (repeatable)."
+    "--sha",
+    "shas",
+    multiple=True,
+    metavar="SHA256",
+    help="Only the message with this sha256 (repeatable; default: every raw message).",
 )
 @click.pass_obj
 def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
     """Rebuild the JSON documents of account NAME from the stored raw messages.
 
     Documents are replaced only where the rebuilt one differs (after a parser upgrade, say).
+    A progress bar is drawn when stderr is a terminal. Exit status: 0, 1 if any failed.
     """
     from rich.progress import Progress  # noqa: PLC0415
 
@@ -235,10 +270,19 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per account, per line (every column)."
+)
 @click.pass_obj
 def status(obj: CliContext, as_json: bool) -> None:
-    """Per account: last poll (when, outcome, counts, error), ledger size, lock holder."""
+    """Per account: last poll, outcome, stored today, backlog, lock holder, last error.
+
+    Also the last poll's counts and the ledger size; one Redis round trip for all accounts.
+    The lock holder is the token of the poll running now.
+
+    Backlog: messages the last poll listed that are neither stored nor deliberately left on
+    the server (oversize, quarantined); more than 0 after a poll that failed part-way.
+    """
     import datetime as dt  # noqa: PLC0415
 
     from rich.console import Console  # noqa: PLC0415
@@ -262,11 +306,14 @@ def status(obj: CliContext, as_json: bool) -> None:
         "stored",
         "deleted",
         "quarantined",
+        "stored today",
+        "backlog",
         "ledger",
         "lock holder",
         "last error",
         "events pending/dead",
         "event sink error",
+        title="accounts (last poll's counts; stored today: since 00:00 UTC)",
     )
     for r in rows:
         when = (
@@ -282,6 +329,8 @@ def status(obj: CliContext, as_json: bool) -> None:
             str(r.stored),
             str(r.deleted),
             str(r.quarantined),
+            str(r.stored_today),
+            str(r.backlog),
             str(r.ledger_size),
             r.lock_holder or "-",
             r.error[:60],
@@ -292,10 +341,19 @@ def status(obj: CliContext, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="The whole configuration as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The whole configuration as one JSON document (secrets shown by source only).",
+)
 @click.pass_obj
 def accounts(obj: CliContext, as_json: bool) -> None:
-    """The configuration as loaded (defaults filled in); secrets are never shown."""
+    """The configuration as loaded: defaults filled in, secrets never shown.
+
+    Accounts from accounts_dir are included. Of a secret only the environment variable or
+    file it comes from is shown.
+    """
     from ingest.status import describe_settings  # noqa: PLC0415
 
     data = describe_settings(obj.settings())
@@ -315,5 +373,7 @@ def accounts(obj: CliContext, as_json: bool) -> None:
 # (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
 # One import line per module, below.
 import ingest.cli_archive  # noqa: E402 - search, export, verify, index
-import ingest.cli_events  # noqa: E402, F401
+import ingest.cli_completion  # noqa: E402 - `ingest completion bash|zsh|fish`
+import ingest.cli_events  # noqa: E402
+import ingest.cli_ledger  # noqa: E402, F401 - `ingest ledger show`
 from ingest import cli_health  # noqa: E402, F401  - ingest health, ingest metrics serve

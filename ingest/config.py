@@ -37,13 +37,21 @@ class _Frozen(BaseModel):
 class StorageConfig(StorageOptions):
     """Where objects go: ``s3://BUCKET/prefix`` or ``file:///abs/dir``."""
 
-    url: str
-    endpoint_url: str | None = None
-    kms_endpoint_url: str | None = None  # for the start-up check; default endpoint_url
-    region: str | None = None
-    addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    timeout: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1, le=20)
+    url: str = Field(description="s3://BUCKET[/prefix] or file:///absolute/dir")
+    endpoint_url: str | None = Field(
+        default=None, description="any S3-compatible endpoint (MinIO, Ceph, R2); omit for AWS"
+    )
+    kms_endpoint_url: str | None = Field(
+        default=None, description="KMS endpoint for the start-up key check (default: endpoint_url)"
+    )
+    region: str | None = Field(default=None, description="region name (default: boto3's)")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="bucket in the path or the host name; path suits most MinIO"
+    )
+    timeout: float = Field(default=60.0, gt=0, description="connect and read timeout, seconds")
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, description="botocore standard retries per request, with jitter"
+    )
     index: bool = Field(default=False, description="write one index row per message (archive)")
 
     @model_validator(mode="after")
@@ -76,14 +84,22 @@ class StorageConfig(StorageOptions):
 class OAuth2Config(_Frozen):
     """Where an XOAUTH2 account gets its access tokens (refresh-token grant)."""
 
-    token_url: str = Field(pattern=r"^https?://")
-    client_id: str = Field(min_length=1)
-    client_secret_env: str | None = None
-    client_secret_file: Path | None = None
-    refresh_token_env: str | None = None
-    refresh_token_file: Path | None = None
-    scope: str | None = None
-    timeout: float = Field(default=20.0, gt=0)
+    token_url: str = Field(pattern=r"^https?://", description="the provider's token endpoint")
+    client_id: str = Field(min_length=1, description="the OAuth2 client (application) id")
+    client_secret_env: str | None = Field(
+        default=None, description="environment variable holding the client secret (optional)"
+    )
+    client_secret_file: Path | None = Field(
+        default=None, description="file holding the client secret (optional)"
+    )
+    refresh_token_env: str | None = Field(
+        default=None, description="environment variable holding the refresh token"
+    )
+    refresh_token_file: Path | None = Field(
+        default=None, description="file holding the refresh token (one of the two is required)"
+    )
+    scope: str | None = Field(default=None, description="scope requested with the token")
+    timeout: float = Field(default=20.0, gt=0, description="token request timeout, seconds")
 
     @model_validator(mode="after")
     def _check(self) -> OAuth2Config:
@@ -97,26 +113,52 @@ class OAuth2Config(_Frozen):
 class AccountConfig(_Frozen):
     """One POP3 mailbox to poll."""
 
-    name: str = Field(pattern=r"^[a-z0-9_-]+$", max_length=64)
-    host: str = Field(min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Literal["tls", "starttls", "plain"] = "tls"
-    ca_file: Path | None = None
-    username: str = Field(min_length=1)
-    password_env: str | None = None
-    password_file: Path | None = None
-    auth: Literal["password", "apop", "sasl_plain", "xoauth2"] = "password"
-    xoauth2_style: Literal["two_step", "one_line"] = "two_step"
-    oauth2: OAuth2Config | None = None
-    allow_plaintext: bool = False
-    allow_private_network: bool = False
+    name: str = Field(
+        pattern=r"^[a-z0-9_-]+$", max_length=64, description="unique; part of every key"
+    )
+    host: str = Field(min_length=1, description="the POP3 server")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="default: 995 for tls, 110 otherwise"
+    )
+    security: Literal["tls", "starttls", "plain"] = Field(
+        default="tls",
+        description="tls: implicit TLS; starttls: STLS required; plain: no encryption",
+    )
+    ca_file: Path | None = Field(
+        default=None, description="extra CA certificate(s), trusted besides the system CAs"
+    )
+    username: str = Field(min_length=1, description="login name")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password"
+    )
+    password_file: Path | None = Field(
+        default=None, description="file holding the password (trailing newline ignored)"
+    )
+    auth: Literal["password", "apop", "sasl_plain", "xoauth2"] = Field(
+        default="password", description="USER/PASS, APOP, AUTH PLAIN or AUTH XOAUTH2"
+    )
+    xoauth2_style: Literal["two_step", "one_line"] = Field(
+        default="two_step", description="token after the server's + (Microsoft) or on AUTH line"
+    )
+    oauth2: OAuth2Config | None = Field(
+        default=None, description="where XOAUTH2 tokens come from (required for auth: xoauth2)"
+    )
+    allow_plaintext: bool = Field(default=False, description="must be true for security: plain")
+    allow_private_network: bool = Field(
+        default=False, description="let a host name resolve to a private or loopback address"
+    )
     tls_fingerprint: str | None = Field(
         default=None, pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$",
         description="SHA-256 of the server certificate, hex (colons allowed)",
     )  # fmt: skip
-    delete: str = Field(default="after_store", description="after_store | never | after_days:N")
-    storage_options: StorageOptions | None = None
-    interval: int = Field(default=60, ge=1)
+    delete: str = Field(
+        default="after_store",
+        description="after_store (DELE once stored and verified) | never | after_days:N",
+    )
+    storage_options: StorageOptions | None = Field(
+        default=None, description="per-account overrides of the storage write options"
+    )
+    interval: int = Field(default=60, ge=1, description="seconds between polls")
     ticket_pattern: str | None = Field(
         default=None, description="regex; its first group from the subject becomes ticket_ref"
     )
@@ -195,13 +237,20 @@ class MetricsConfig(_Frozen):
 class Settings(_Frozen):
     """The whole configuration."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    storage: StorageConfig
-    accounts: tuple[AccountConfig, ...] = ()
-    ledger_grace_days: float = Field(default=7.0, ge=0)
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="ledger, locks, schedule and Celery broker (maxmemory-policy noeviction)",
+    )
+    storage: StorageConfig = Field(description="where messages are stored")
+    accounts: tuple[AccountConfig, ...] = Field(default=(), description="the POP3 mailboxes")
+    ledger_grace_days: float = Field(
+        default=7.0, ge=0, description="days to keep ledger entries of vanished UIDLs"
+    )
     lock_ttl: float = Field(default=60.0, ge=2, description="seconds; renewed while polling")
     dispatch_interval: float = Field(default=5.0, gt=0, description="beat tick, seconds")
-    max_poll_seconds: float = Field(default=3600.0, gt=0)
+    max_poll_seconds: float = Field(
+        default=3600.0, gt=0, description="deadline of one POP3 session; sets task time limits"
+    )
     quarantine_after: int = Field(default=3, ge=1, description="failed polls before quarantine")
     store_concurrency: int = Field(
         default=4, ge=1, le=64, description="messages stored at once while RETR goes on"
@@ -211,7 +260,15 @@ class Settings(_Frozen):
     )
     events: SinkList = Field(default=(), description="event sinks of accounts without their own")
     events_interval: float = Field(default=5.0, gt=0, description="seconds between deliveries")
-    metrics: MetricsConfig = MetricsConfig()
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        description="the worker's /metrics, /healthz, /readyz endpoint",
+    )
+    accounts_dir: Path | None = Field(
+        default=None,
+        description="directory of account files (*.yaml/*.yml, one account or a list each), "
+        "merged with accounts; relative to the config file; reloaded by running workers",
+    )
     source: str = Field(default="<memory>", exclude=True)
 
     @model_validator(mode="after")
@@ -275,11 +332,21 @@ def parse_settings(data: Any, source: str) -> Settings:
     try:
         return Settings.model_validate({**data, "source": source})
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f"{source}: {_loc(e['loc'], data)}: {msg}")
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(err, data, f"{source}: ")) from None
+
+
+def validation_problems(
+    err: ValidationError, data: Any, where: str, at: tuple[int | str, ...] = ()
+) -> list[str]:
+    """One line per problem: ``where`` + the key path (with account names) + what is wrong.
+
+    ``at`` is the path of the validated value inside ``data`` (for a list item, its index).
+    """
+    problems = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}{_loc((*at, *e['loc']), data)}: {msg}")
+    return problems
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -296,6 +363,10 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{file}: not valid YAML: {err}") from None
+    if isinstance(data, dict) and data.get("accounts_dir") is not None:
+        from ingest.accounts_dir import with_accounts_dir  # noqa: PLC0415 - it imports us
+
+        return with_accounts_dir(data, file)
     return parse_settings(data, str(file))
 
 

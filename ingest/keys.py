@@ -18,6 +18,7 @@ keys in one Redis Cluster slot):
     ingest:{account}:lock       string  the poll lock token (with expiry)
     ingest:{account}:fence      counter  monotonically increasing fencing tokens
     ingest:{account}:last       hash  last poll outcome, for ``ingest status``
+    ingest:{account}:stored:{YYYY-MM-DD}  counter  messages stored that UTC day (kept 3 days)
     ingest:{account}:oauth      string  the shared OAuth2 access token (expires with it)
     ingest:{account}:login-delay  string  present while the server's LOGIN-DELAY runs
     ingest:{account}:oauth:refreshing  string  single-flight flag while one worker refreshes
@@ -141,6 +142,11 @@ def fence_key(account: str) -> str:
 
 def last_poll_key(account: str) -> str:
     return f"ingest:{{{account}}}:last"
+
+
+def stored_day_key(account: str, day: str) -> str:
+    """Messages of ``account`` stored on UTC day ``day`` (``YYYY-MM-DD``), for ``ingest status``."""
+    return f"ingest:{{{account}}}:stored:{day}"
 
 
 def login_delay_key(account: str) -> str:

@@ -13,7 +13,7 @@ on the server, never a duplicate object (keys are content-derived) and never a l
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 
 import redis
@@ -101,3 +101,20 @@ class RedisLedger:
             raise TransientError(f"redis unavailable writing the ledger: {err}") from err
         if result == -1:
             raise LockLost(f"lock for {self.account} lost; ledger write refused")
+
+
+def read_records(
+    client: redis.Redis, account: str, uidls: Sequence[str] | None = None
+) -> Iterator[tuple[str, LedgerRecord]]:
+    """Read-only, for operators: the records of ``uidls`` (those that exist), or every
+    record of the account, scanned in batches (HSCAN) so a large ledger is never read whole."""
+    key = keys.ledger_key(account)
+    try:
+        if uidls is not None:
+            values = client.hmget(key, list(uidls)) if uidls else []
+            yield from ((u, decode(v)) for u, v in zip(uidls, values, strict=True) if v)
+            return
+        for field, value in client.hscan_iter(key, count=1000):
+            yield (field.decode() if isinstance(field, bytes) else field), decode(value)
+    except redis.RedisError as err:
+        raise TransientError(f"redis unavailable reading the ledger: {err}") from err

@@ -48,6 +48,10 @@ from ingest.spool import Spool
 StoredHook = Callable[[StoredMessage], None]
 """Called in a store thread once a message's objects are in, before its ``stored`` mark."""
 
+ProgressHook = Callable[[int, int], None]
+"""Called in the poll's thread with (messages handled, messages to fetch in this poll): once
+with 0 before the first RETR, then after each message is stored (or failed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PollPlan:
@@ -89,6 +93,9 @@ class _Poll:
     log: Any
     hooks: tuple[StoredHook, ...] = ()
     safe: set[int] = field(default_factory=set)  # numbers of messages known to be stored
+    progress: ProgressHook | None = None
+    to_fetch: int = 0
+    handled: int = 0
 
     @property
     def spec(self) -> DocumentSpec:
@@ -229,6 +236,8 @@ class _Poll:
         """RETR (pipelined) while up to ``store_concurrency`` messages are being stored in
         worker threads; each is marked and DELEd here, in order, once its objects are in."""
         limit = max(1, self.plan.store_concurrency)
+        self.to_fetch = len(fetch)
+        self._advance(0)
         pending: deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]] = deque()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="store") as pool:
             try:
@@ -280,6 +289,7 @@ class _Poll:
     ) -> None:
         """In the poll's thread: record the outcome, mark ``stored``, then DELE."""
         done = future.result()
+        self._advance(1)
         if done.record is None:
             assert done.error is not None
             self._failed(entry, known, done.error)
@@ -289,6 +299,11 @@ class _Poll:
         failpoint("after_mark_stored")
         self.safe.add(entry.number)
         self._delete(entry, done.record, marked)
+
+    def _advance(self, count: int) -> None:
+        self.handled += count
+        if self.progress is not None:
+            self.progress(self.handled, self.to_fetch)
 
     def _refreshed(self, entry: MailboxEntry, known: LedgerRecord, raw: Spool) -> LedgerRecord:
         """Already stored: only the server's copy changed (size, headers). Nothing is stored
@@ -402,16 +417,19 @@ def poll(
     parse: Parser = parse_message,
     report: PollReport | None = None,
     hooks: tuple[StoredHook, ...] = (),
+    progress: ProgressHook | None = None,
 ) -> PollReport:
     """Run one poll over an authenticated session; the session is ended either way.
 
     ``report`` (created here when not given) is filled in as the poll goes, so a caller
     that passes its own still sees what was done when the poll raises. ``hooks`` see each
-    newly stored message before the ledger marks it (see :class:`StoredMessage`).
+    newly stored message before the ledger marks it (see :class:`StoredMessage`);
+    ``progress`` follows the messages being fetched (see :data:`ProgressHook`).
     """
     log = structlog.get_logger("ingest.poll").bind(account=plan.account)
     report = report or PollReport(plan.account)
     state = _Poll(plan, session, ledger, store, guard, clock, parse, report, log, hooks)
+    state.progress = progress
     try:
         return state.run()
     except BaseException as err:

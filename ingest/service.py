@@ -25,7 +25,7 @@ from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
 from ingest.model import PollReport
 from ingest.oauth import TokenSource
-from ingest.pipeline import PollPlan, poll
+from ingest.pipeline import PollPlan, ProgressHook, poll
 from ingest.pop3 import Endpoint, Pop3Session, open_session
 from ingest.pop3_auth import Credentials
 from ingest.store import open_store
@@ -95,8 +95,12 @@ def poll_account(
     *,
     client: redis.Redis | None = None,
     store: BlobStore | None = None,
+    progress: ProgressHook | None = None,
 ) -> PollReport:
-    """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked."""
+    """One complete poll of account ``name`` under its lock; ``outcome`` 'busy' if locked.
+
+    ``progress`` (for a progress bar) is told how many messages were handled of how many.
+    """
     account = settings.account(name)
     client = client or redis_client(settings)
     store = account_store(store or open_store(settings.storage), settings, name)
@@ -118,8 +122,9 @@ def poll_account(
                 *((index_hook(store, settings.storage.prefix),) if settings.storage.index else ()),
                 *recording_hooks(settings, client, account),  # the events outbox, if sinks
             )  # the index row first: an event then points at everything stored
-            poll(plan_for(account, settings), session, ledger, store, lock, report=report,
-                 hooks=hooks)  # fmt: skip
+            plan = plan_for(account, settings)
+            poll(plan, session, ledger, store, lock, report=report, hooks=hooks,
+                 progress=progress)  # fmt: skip
         log.info("poll.finished", account=name, **_fields(report), seconds=time.time() - started)
         return report
     except Exception as err:
@@ -189,6 +194,12 @@ def _record_last(client: redis.Redis, report: PollReport, started: float) -> Non
         client.hset(
             keys.last_poll_key(report.account), mapping={k: json.dumps(v) for k, v in data.items()}
         )
+        if report.stored:
+            day = keys.stored_day_key(report.account, time.strftime("%Y-%m-%d", time.gmtime()))
+            pipe = client.pipeline(transaction=False)
+            pipe.incrby(day, report.stored)
+            pipe.expire(day, 3 * 86400)
+            pipe.execute()
     except redis.RedisError as err:
         log.warning("poll.status_not_recorded", account=report.account, error=str(err))
 

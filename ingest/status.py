@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -28,26 +29,33 @@ class AccountStatus:
     events_pending: int = 0
     events_dead: int = 0
     events_error: str = ""  # "SINK: error" of each sink whose last attempt failed
+    stored_today: int = 0  # messages stored since 00:00 UTC, by every poll
+    backlog: int = 0  # listed by the last poll, neither stored nor deliberately left there
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def account_statuses(client: redis.Redis, names: list[str]) -> list[AccountStatus]:
-    """One pipelined round trip for all accounts."""
+def account_statuses(
+    client: redis.Redis, names: list[str], day: str | None = None
+) -> list[AccountStatus]:
+    """One pipelined round trip for all accounts; ``day`` (UTC, default today) for the count."""
+    day = day or time.strftime("%Y-%m-%d", time.gmtime())
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(keys.last_poll_key(name))
         pipe.get(keys.lock_key(name))
         pipe.hlen(keys.ledger_key(name))
+        pipe.get(keys.stored_day_key(name, day))
     try:
         replies = pipe.execute()
     except redis.RedisError as err:
         raise TransientError(f"redis unavailable: {err}") from err
     out = []
     for i, name in enumerate(names):
-        last_raw, holder, size = replies[3 * i : 3 * i + 3]
-        out.append(_status(name, last_raw, holder, int(size)))
+        last_raw, holder, size, today = replies[4 * i : 4 * i + 4]
+        status = _status(name, last_raw, holder, int(size))
+        out.append(replace(status, stored_today=int(today or 0)))
     return out
 
 
@@ -55,6 +63,7 @@ def _status(
     name: str, last_raw: dict[bytes, bytes], holder: bytes | None, size: int
 ) -> AccountStatus:
     last = {k.decode(): json.loads(v) for k, v in last_raw.items()}
+    left = sum(int(last.get(k, 0)) for k in ("stored", "already_stored", "oversize", "quarantined"))
     return AccountStatus(
         account=name,
         last_finished=last.get("finished"),
@@ -66,6 +75,7 @@ def _status(
         error=str(last.get("error", "")),
         lock_holder=holder.decode() if holder else None,
         ledger_size=size,
+        backlog=max(0, int(last.get("listed", 0)) - left),
     )
 
 

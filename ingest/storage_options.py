@@ -16,21 +16,32 @@ class _Frozen(BaseModel):
 class ObjectLockConfig(_Frozen):
     """S3 Object Lock retention given to raw messages and attachments when they are created."""
 
-    mode: Literal["governance", "compliance"]
-    days: int = Field(ge=1, le=36500)
+    mode: Literal["governance", "compliance"] = Field(
+        description="compliance: nobody can delete before the date; governance: only with bypass"
+    )
+    days: int = Field(ge=1, le=36500, description="retention from the PUT, days")
 
 
 class StorageOptions(_Frozen):
     """How objects are written (S3 only): defaults in ``storage``, per account in
     ``accounts[].storage_options`` (only the keys given there override)."""
 
-    storage_class: str | None = Field(default=None, pattern=r"^[A-Z0-9_]{1,64}$")
-    sse: Literal["none", "s3", "kms"] = "none"
-    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
-    object_lock: ObjectLockConfig | None = None
-    legal_hold: bool = False
-    tags: bool = False
-    metadata: bool = True
+    storage_class: str | None = Field(
+        default=None, pattern=r"^[A-Z0-9_]{1,64}$",
+        description="S3 storage class of every object (STANDARD_IA, GLACIER_IR, ...)",
+    )  # fmt: skip
+    sse: Literal["none", "s3", "kms"] = Field(
+        default="none", description="server-side encryption: SSE-S3 (AES256) or SSE-KMS"
+    )
+    kms_key_id: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="KMS key id or ARN (sse: kms)"
+    )
+    object_lock: ObjectLockConfig | None = Field(
+        default=None, description="Object Lock retention of raw messages and attachments"
+    )
+    legal_hold: bool = Field(default=False, description="legal hold ON for raw and attachments")
+    tags: bool = Field(default=False, description="object tags: account, kind, sha256, ...")
+    metadata: bool = Field(default=True, description="x-amz-meta-* account, message-id, date")
 
     def problems(self, where: str) -> list[str]:
         """What makes these options unusable (checked once merged with the defaults)."""

@@ -18,8 +18,10 @@ from ingest import health, logs, metrics
 from ingest.checks import startup_problems
 from ingest.config import load_settings
 from ingest.delivery import account_sinks
+from ingest.reload import ConfigWatcher
 
 settings = load_settings()
+config = ConfigWatcher(settings)  # tasks read config.current(): accounts reload without restart
 logs.configure(os.environ.get("INGEST_LOG_LEVEL", "INFO"))
 
 app = Celery("ingest", broker=settings.redis_url, include=["workers.tasks"])

@@ -22,7 +22,7 @@ from ingest.schedule import Schedule
 from ingest.service import poll_account as run_poll
 from ingest.service import redis_client
 from ingest.store import open_store
-from workers.app import app, settings
+from workers.app import app, config, settings
 
 log = structlog.get_logger("workers.tasks")
 MAX_RETRIES = 3
@@ -49,10 +49,16 @@ def backoff(retries: int, cap: float) -> float:
 def poll_account(self: Task, name: str) -> dict[str, Any]:
     """Poll one account; retried with backoff on transient errors only."""
     structlog.contextvars.bind_contextvars(task_id=self.request.id)
+    current = config.current()
+    if name not in {a.name for a in current.accounts}:
+        current = config.current(force=True)  # dispatched by a worker that reloaded first
+    if name not in {a.name for a in current.accounts}:
+        log.info("poll.skipped_removed_account", account=name)
+        return {"account": name, "outcome": "removed"}
     try:
-        report = run_poll(settings, name, client=_redis(), store=_store())
+        report = run_poll(current, name, client=_redis(), store=_store())
     except TransientError as err:
-        account = settings.account(name)
+        account = current.account(name)
         log.warning("poll.retry", account=name, error=str(err), retries=self.request.retries)
         raise self.retry(
             exc=err, countdown=backoff(self.request.retries, account.interval)
@@ -62,20 +68,21 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
         return {"account": name, "outcome": "failed", "error": str(err)}
     finally:
         structlog.contextvars.unbind_contextvars("task_id")
-    if report.fetched and account_sinks(settings, settings.account(name)):
-        deliver_events.apply_async(args=[name], expires=settings.events_interval * 4)
+    if report.fetched and account_sinks(current, current.account(name)):
+        deliver_events.apply_async(args=[name], expires=current.events_interval * 4)
     return {"account": name, "outcome": report.outcome, "stored": report.stored}
 
 
 @app.task(name="ingest.dispatch")
 def dispatch() -> list[str]:
     """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
+    current = config.current(force=True)  # once per tick: added, changed, removed accounts
     schedule = Schedule(_redis())
-    schedule.sync(settings.accounts)
+    schedule.sync(current.accounts)
     due = schedule.claim_due()
     health.record_tick(_redis())  # readiness: the dispatcher ticked and claimed
     for name in due:
-        poll_account.apply_async(args=[name], expires=settings.account(name).interval)
+        poll_account.apply_async(args=[name], expires=current.account(name).interval)
     if due:
         log.info("dispatch.enqueued", accounts=len(due))
     return due
@@ -90,11 +97,12 @@ def send_event_task(task: str, queue: str, event: dict[str, Any]) -> None:
 @app.task(name="ingest.deliver_events")
 def deliver_events(name: str | None = None) -> dict[str, int]:
     """Send due events of account ``name`` (default: every account with sinks)."""
-    names = [name] if name else [a.name for a in settings.accounts if account_sinks(settings, a)]
+    current = config.current()
+    names = [name] if name else [a.name for a in current.accounts if account_sinks(current, a)]
     delivered = {}
     for account in names:
         try:
-            report = deliver_account(settings, _redis(), account, sender=send_event_task)
+            report = deliver_account(current, _redis(), account, sender=send_event_task)
         except IngestError as err:  # Redis down, account gone: the next run tries again
             log.warning("events.run_failed", account=account, error=str(err))
             continue

@@ -412,3 +412,18 @@ def test_the_ledger_records_how_the_store_protected_the_raw_object() -> None:
     w.poll()
     (rec,) = w.ledger.records.values()
     assert rec.storage == {"lock_mode": "COMPLIANCE", "key": rec.raw_key}
+
+
+def test_progress_counts_the_messages_to_fetch_as_they_are_handled() -> None:
+    """The progress hook hears the total first, then each message once; nothing on a no-op."""
+    w = World(_drop())
+    calls: list[tuple[int, int]] = []
+    session = w.drop.session()
+    poll(
+        w.plan, session, w.ledger, w.store, w.guard,
+        clock=lambda: w.now, progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    calls.clear()
+    poll(w.plan, w.drop.session(), w.ledger, w.store, w.guard, progress=lambda *a: calls.append(a))
+    assert calls == [(0, 0)]
