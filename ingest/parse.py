@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
-from email import message_from_bytes
 from email.message import Message
 from email.policy import Compat32
 from email.utils import parsedate_to_datetime
@@ -43,6 +42,7 @@ from ingest.headers import (
     replace_surrogates,
     unfold_raw,
 )
+from ingest.mime import parse_bytes
 from ingest.render import html_to_text
 from ingest.reply import split_reply
 from ingest.threads import message_id, message_ids, thread_subject, ticket_ref
@@ -138,7 +138,7 @@ def attachment_payloads(raw: bytes) -> Iterator[Payload]:
     of ``raw`` lists, once per sha256, within the same limits. Never raises.
     """
     try:
-        listed = _attachments(message_from_bytes(raw, policy=_POLICY), set())[0]
+        listed = _attachments(parse_bytes(raw, _POLICY), set())[0]
     except Exception:  # noqa: BLE001 - the document then lists no attachment either
         return
     yield from _unique(listed)
@@ -204,7 +204,7 @@ def _fill(
     out: list[Payload] | None,
 ) -> None:
     """Parse, then run each extraction step on its own, so one failure spoils only itself."""
-    message = message_from_bytes(raw, policy=_POLICY)
+    message = parse_bytes(raw, _POLICY)
     raw_headers = [(name, unfold_raw(str(value))) for name, value in message.raw_items()]
     headers = [(name, recover_8bit(value, defects)) for name, value in raw_headers]
     job = _Job(doc, message, raw_headers, headers, defects, prefix, pattern, out)

@@ -425,7 +425,7 @@ def test_parser_crash_still_gives_a_full_document(monkeypatch: pytest.MonkeyPatc
     def explode(*_: object, **__: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(ingest.parse, "message_from_bytes", explode)
+    monkeypatch.setattr(ingest.parse, "parse_bytes", explode)
     doc = parse(b"Subject: x\n\n")
     assert_sound(doc)
     assert doc["parse_error"] == "MemoryError: "
