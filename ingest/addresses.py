@@ -36,6 +36,13 @@ _LENIENT = re.compile(
     rf'\s*("(?:[^"\\]|\\.)*"\s*|{_NAME_WORD}(?:\s+{_NAME_WORD})*\s+)<([^<>]*)>\s*'
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
+# The shapes most mail uses, which the RFC 5322 parser reads without a defect and with the
+# same result (checked against it on generated input in tests/unit/test_addresses.py):
+# ``local@domain`` and ``Plain Words <local@domain>`` in dot-atoms.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_BARE = re.compile(rf"[ \t]*({_DOT_ATOM}@{_DOT_ATOM})[ \t]*")
+_SIMPLE_NAMED = re.compile(rf"[ \t]*((?:[A-Za-z0-9_'+-]+[ \t]+)+)<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*")
 _SPECIALS = re.compile(r"[\\\"(),:;<>\[\]]")
 
 
@@ -153,13 +160,31 @@ def _parse_piece(piece: str, defects: set[str]) -> list[tuple[str, str]]:
     Keeping the valid part would be wrong: the CVE-2023-27043 inputs parse as a valid
     address followed by junk that holds another address.
     """
-    found = _parse_strict(piece, defects)
+    found = _parse_simple(piece, defects)
+    if found is None:
+        found = _parse_strict(piece, defects)
     if found is None:
         found = _parse_lenient(piece, defects)
     if found is None:
         defects.add("invalid-address")
         return []
     return found
+
+
+def _parse_simple(piece: str, defects: set[str]) -> list[tuple[str, str]] | None:
+    """``local@domain`` or ``Plain Words <local@domain>`` without the RFC 5322 parser, else None.
+
+    Both give exactly what ``_parse_strict`` gives for them, many times faster.
+    """
+    match = _SIMPLE_BARE.fullmatch(piece)
+    name, address = ("", match.group(1)) if match else ("", "")
+    if match is None:
+        match = _SIMPLE_NAMED.fullmatch(piece)
+        if match is None:
+            return None
+        name, address = " ".join(match.group(1).split()), match.group(2)
+    pair = _checked(name, address, piece, defects)
+    return [] if pair is None else [pair]
 
 
 def _parse_strict(piece: str, defects: set[str]) -> list[tuple[str, str]] | None:
