@@ -47,7 +47,7 @@ from ingest.render import html_to_text
 from ingest.reply import split_reply
 from ingest.threads import message_id, message_ids, thread_subject, ticket_ref
 
-PARSER_VERSION: int = 2
+PARSER_VERSION: int = 3
 SCHEMA_VERSION: int = 2
 
 Headers = list[tuple[str, str]]
@@ -263,8 +263,12 @@ def _fill_body(job: _Job) -> None:
         job.payloads.extend(_unique(listed))
     doc["text"] = "\n".join(out.texts) if out.texts else None
     doc["html"] = out.html
-    if doc["text"] is None and out.html is not None:
-        doc["text_from_html"] = html_to_text(out.html, job.defects)
+    if doc["text"] is None and doc["html"] is None:  # Outlook may send only a winmail.dat
+        tnef_body = next((a["tnef_body"] for a in doc["attachments"] if a["tnef_body"]), None)
+        if tnef_body is not None:
+            doc["text"], doc["html"] = tnef_body["text"], tnef_body["html"]
+    if doc["text"] is None and doc["html"] is not None:
+        doc["text_from_html"] = html_to_text(doc["html"], job.defects)
     body = doc["text"] if doc["text"] is not None else doc["text_from_html"]
     doc["reply"] = None if body is None else split_reply(body)
 

@@ -42,8 +42,8 @@ def test_every_corpus_message_parses_to_sound_json(path: Path, line_ends: str) -
     assert doc["parse_error"] is None
     assert doc["sha256"] == hashlib.sha256(raw).hexdigest()
     assert (doc["account"], doc["uidl"], doc["raw_key"]) == ("acct", "UID-1", "raw/key.eml")
-    assert (doc["size"], doc["schema_version"], doc["parser_version"]) == (len(raw), 2, 2)
-    assert (SCHEMA_VERSION, PARSER_VERSION) == (2, 2)
+    assert (doc["size"], doc["schema_version"], doc["parser_version"]) == (len(raw), 2, 3)
+    assert (SCHEMA_VERSION, PARSER_VERSION) == (2, 3)
 
 
 def test_documents_are_deterministic() -> None:
