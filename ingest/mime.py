@@ -26,6 +26,8 @@ from email.policy import Policy
 from functools import lru_cache
 from typing import Any
 
+from ingest.bounded import BoundedMessage
+
 # The feed parser's test for a header line (email.feedparser.headerRE).
 _HEADER_LINE = re.compile(r"(From |[\041-\071\073-\176]*:|[\t ])")
 _MULTIPART_CTE = ("7bit", "8bit", "binary")
@@ -79,6 +81,8 @@ class _Builder:
             if parent.get_content_type() == "multipart/digest":
                 msg.set_default_type("message/rfc822")
             parent.attach(msg)
+        if isinstance(msg, BoundedMessage):
+            msg.source = (self.text, start, end)
         body = self.headers(msg, start, end)
         if msg.get_content_type() == "message/delivery-status":
             self.header_blocks(msg, body, end)
