@@ -10,10 +10,12 @@ it, so an embedded message can be listed with its bytes as written.
 
 from __future__ import annotations
 
+import re
 from email.message import Message
 from email.policy import Policy, compat32
 from typing import Any
 
+_BOUNDARY = re.compile(r'(?i)(?:^|;)\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]+))')
 MAX_DEPTH = 50
 MAX_PARTS = 2000
 
@@ -62,6 +64,18 @@ class BoundedMessage(Message):
                 fields.setdefault(key.lower(), (key, value))
         found = fields.get(name.lower())
         return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        """The boundary as the body spells it: with 8-bit bytes, the raw parameter (the
+        policy would decode it, and then it would match no line of the body).
+        """
+        raw = next((v for k, v in self._headers if k.lower() == "content-type"), None)
+        if not isinstance(raw, str) or raw.isascii():
+            return super().get_boundary(failobj)
+        match = _BOUNDARY.search(raw)
+        if match is None:
+            return failobj
+        return (match.group(1) if match.group(1) is not None else match.group(2)).rstrip()
 
     def get_content_type(self) -> str:
         memo = self._memo_for()

@@ -71,6 +71,7 @@ _ODD_CASES = {
     "boundary prefix": b'Content-Type: multipart/mixed; boundary="b"\n\n--b\n\n--bb\n'
     b"--b \n\ny\n--b--",
     "bare cr": b"Subject: x\r\rbody\r",
+    "8-bit boundary": b'Content-Type: multipart/mixed; boundary="b\xc2\xb5"\n\n--b\xc2\xb5\n\nx\n',
     "empty": b"",
 }
 
