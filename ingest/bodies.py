@@ -63,7 +63,7 @@ def found(
 
 @dataclass(slots=True)
 class Extracted:
-    """What ``extract`` found: body texts in order, the first HTML body, the attachments.
+    """What ``extract`` found: body texts in order, the HTML bodies joined, the attachments.
 
     ``budget`` is how many more bytes may be decoded; ``errors`` holds unexpected
     exceptions, one per leaf they spoiled.
@@ -180,12 +180,12 @@ def take_leaf(
     is_body = content_type in _BODY_TYPES and not (attached or filename)
     is_body = is_body and disposition != "attachment"
     charset = _charset(part, defects)
-    if is_body and (content_type == "text/plain" or out.html is None):
+    if is_body:
         body = decode_bytes(data, charset, defects).replace("\r\n", "\n")
         if content_type == "text/plain":
             out.texts.append(body)
-        else:
-            out.html = body
+        else:  # a second HTML body (a footer a list server added) joins the first
+            out.html = body if out.html is None else f"{out.html}\n{body}"
         return
     content_id = _content_id(part, defects)
     out.attachments.append(

@@ -208,7 +208,7 @@ def test_rfc822_leaves_are_walked() -> None:
 
 
 def test_body_and_attachment_classification() -> None:
-    """First HTML is the body; later HTML, named text and unknown dispositions are attachments."""
+    """HTML bodies join; named text and unknown dispositions are attachments."""
     raw = multipart(
         b"Content-Type: text/plain; charset=utf-8\n\nplain one",
         b"Content-Type: text/html\n\n<p>first</p>",
@@ -217,10 +217,9 @@ def test_body_and_attachment_classification() -> None:
         b"Content-Type: application/pdf\nContent-Disposition: form-data\n\n%PDF",
     )
     doc = parse(raw)
-    assert (doc["text"], doc["html"]) == ("plain one", "<p>first</p>")
+    assert (doc["text"], doc["html"]) == ("plain one", "<p>first</p>\n<p>second</p>")
     kinds = [(a["content_type"], a["filename"], a["disposition"]) for a in doc["attachments"]]
     assert kinds == [
-        ("text/html", None, None),
         ("text/plain", "notes.txt", None),
         ("application/pdf", None, "attachment"),
     ]
