@@ -90,12 +90,29 @@ def _lzfu(data: bytes, limit: int, defects: set[str]) -> bytes:
             offset, length = ref >> 4, (ref & 0xF) + 2
             if offset == write:
                 return bytes(out[:limit])
-            for step in range(length):
-                byte = ring[(offset + step) % 4096]
-                ring[write] = byte
-                out.append(byte)
-                write = (write + 1) % 4096
+            write = _copy(ring, offset, length, write, out)
     return bytes(out[:limit])
+
+
+def _copy(ring: bytearray, offset: int, length: int, write: int, out: bytearray) -> int:
+    """Copy a back-reference through the ring; returns the new write position.
+
+    A reference that neither wraps nor overlaps what it writes is copied as one slice; else
+    byte by byte, since each byte written may be read again within the same reference.
+    """
+    if max(offset, write) + length <= 4096 and (
+        offset + length <= write or write + length <= offset
+    ):
+        chunk = ring[offset : offset + length]
+        ring[write : write + length] = chunk
+        out += chunk
+        return (write + length) % 4096
+    for step in range(length):
+        byte = ring[(offset + step) % 4096]
+        ring[write] = byte
+        out.append(byte)
+        write = (write + 1) % 4096
+    return write
 
 
 def body(rtf: bytes, defects: set[str]) -> RtfBody | None:

@@ -191,3 +191,11 @@ def test_odd_calendars_never_raise(lines: list[bytes]) -> None:
     doc = parse(invite_message(calendar + b"\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
     assert_sound(doc)
     assert doc["parse_error"] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000) | st.text("{}\\abc rtfpar", max_size=3000).map(str.encode))
+def test_lzfu_round_trips_any_bytes(document: bytes) -> None:
+    """Whatever the reference compressor packs (repeats, overlaps, ring wrap) comes back."""
+    packed = compressed_rtf.compress(document, compressed=True)
+    assert rtf.decompress(packed, set()) == document
