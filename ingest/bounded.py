@@ -62,8 +62,13 @@ class BoundedMessage(Message):
             fields = memo["fields"] = {}
             for key, value in self._headers:
                 fields.setdefault(key.lower(), (key, value))
-        found = fields.get(name.lower())
-        return failobj if found is None else self.policy.header_fetch_parse(*found)
+        lower = name.lower()
+        found = fields.get(lower)
+        if found is None:
+            return failobj
+        if isinstance(found, tuple):  # fetched (and decoded by the policy) once
+            found = fields[lower] = self.policy.header_fetch_parse(*found)
+        return found
 
     def get_boundary(self, failobj: Any = None) -> Any:
         """The boundary as the body spells it: with 8-bit bytes, the raw parameter (the
