@@ -55,13 +55,21 @@ class BoundedMessage(Message):
         self._memo_token = None
         super().replace_header(_name, _value)
 
-    def get(self, name: str, failobj: Any = None) -> Any:
+    def _fields(self) -> dict[str, Any]:
+        """Lower-case name -> the first (name, value) pair, or its value once fetched."""
         memo = self._memo_for()
-        fields = memo.get("fields")
+        fields: dict[str, Any] | None = memo.get("fields")
         if fields is None:
             fields = memo["fields"] = {}
             for key, value in self._headers:
                 fields.setdefault(key.lower(), (key, value))
+        return fields
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields()
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        fields = self._fields()
         lower = name.lower()
         found = fields.get(lower)
         if found is None:
