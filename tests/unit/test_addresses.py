@@ -233,10 +233,24 @@ def test_simple_shapes_match_the_rfc5322_parser(
     lead: str, name: str, local: str, domain: str, trail: str
 ) -> None:
     """The shortcut for ``a@b`` and ``Words <a@b>`` gives what the RFC 5322 parser gives."""
-    from ingest.addresses import _parse_simple, _parse_strict  # noqa: PLC0415
-
     address = f"{local}@{domain}"
     piece = f"{lead}{name}<{address}>{trail}" if name else f"{lead}{address}{trail}"
+    assert_simple_like_strict(piece)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPACE, st.none() | st.text("aZ9 .,'()@:;<>_+-", max_size=12), _DOT_ATOMS, _DOT_ATOMS)
+def test_quoted_and_angle_shapes_match_the_rfc5322_parser(
+    lead: str, quoted: str | None, local: str, domain: str
+) -> None:
+    """The shortcut for ``<a@b>`` and ``"Name, with specials" <a@b>`` matches the parser."""
+    name = "" if quoted is None else f'"{quoted}"{lead}'
+    assert_simple_like_strict(f"{lead}{name}<{local}@{domain}>{lead}")
+
+
+def assert_simple_like_strict(piece: str) -> None:
+    from ingest.addresses import _parse_simple, _parse_strict  # noqa: PLC0415
+
     fast_defects: set[str] = set()
     strict_defects: set[str] = set()
     fast = _parse_simple(piece, fast_defects)
