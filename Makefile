@@ -64,6 +64,7 @@ BENCH_ARGS ?=
 
 bench: system-deps venv
 	@sh scripts/bench-deps.sh
+	$(BIN)/python -m bench.parse_speed
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 bench-full: system-deps venv

@@ -36,6 +36,18 @@ _LENIENT = re.compile(
     rf'\s*("(?:[^"\\]|\\.)*"\s*|{_NAME_WORD}(?:\s+{_NAME_WORD})*\s+)<([^<>]*)>\s*'
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
+# The shapes most mail uses, which the RFC 5322 parser reads without a defect and with the
+# same result (checked against it on generated input in tests/unit/test_addresses.py):
+# ``local@domain``, ``<local@domain>``, ``Plain Words <local@domain>`` and
+# ``"Quoted, Name" <local@domain>`` (no backslash or encoded word inside), in dot-atoms.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_BARE = re.compile(rf"[ \t]*({_DOT_ATOM}@{_DOT_ATOM})[ \t]*")
+_SIMPLE_NAMED = re.compile(rf"[ \t]*((?:[A-Za-z0-9_'+-]+[ \t]+)+)<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*")
+_SIMPLE_ANGLE = re.compile(rf"[ \t]*<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*")
+_SIMPLE_QUOTED = re.compile(
+    rf'[ \t]*"([A-Za-z0-9 .,\'()@:;<>_+-]*)"[ \t]*<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*'
+)
 _SPECIALS = re.compile(r"[\\\"(),:;<>\[\]]")
 
 
@@ -153,13 +165,40 @@ def _parse_piece(piece: str, defects: set[str]) -> list[tuple[str, str]]:
     Keeping the valid part would be wrong: the CVE-2023-27043 inputs parse as a valid
     address followed by junk that holds another address.
     """
-    found = _parse_strict(piece, defects)
+    found = _parse_simple(piece, defects)
+    if found is None:
+        found = _parse_strict(piece, defects)
     if found is None:
         found = _parse_lenient(piece, defects)
     if found is None:
         defects.add("invalid-address")
         return []
     return found
+
+
+def _parse_simple(piece: str, defects: set[str]) -> list[tuple[str, str]] | None:
+    """The common shapes without the RFC 5322 parser, else None.
+
+    Each gives exactly what ``_parse_strict`` gives for it, many times faster.
+    """
+    pair = _simple_pair(piece)
+    if pair is None:
+        return None
+    checked = _checked(pair[0], pair[1], piece, defects)
+    return [] if checked is None else [checked]
+
+
+def _simple_pair(piece: str) -> tuple[str, str] | None:
+    """(display name, address) of a piece in one of the simple shapes."""
+    for pattern in (_SIMPLE_BARE, _SIMPLE_ANGLE):
+        match = pattern.fullmatch(piece)
+        if match:
+            return "", match.group(1)
+    match = _SIMPLE_NAMED.fullmatch(piece)
+    if match:
+        return " ".join(match.group(1).split()), match.group(2)
+    match = _SIMPLE_QUOTED.fullmatch(piece)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _parse_strict(piece: str, defects: set[str]) -> list[tuple[str, str]] | None:

@@ -47,6 +47,7 @@ def entry(item: Found, prefix: str, account: str, defects: set[str]) -> dict[str
         "key": _key(prefix, account, item.sha256, defects),
         "parent": item.parent,
         "calendar": _calendar(item, sniffed, defects),
+        "tnef_body": _tnef_body(item, defects),
     }
 
 
@@ -91,3 +92,13 @@ def _calendar(item: Found, sniffed: str | None, defects: set[str]) -> dict[str, 
     if item.content_type in _CALENDAR_TYPES or sniffed == "text/calendar" or named_ics:
         return ical.summarise(item.data, item.charset, defects)
     return None
+
+
+def _tnef_body(item: Found, defects: set[str]) -> dict[str, Any] | None:
+    """The message body a TNEF attachment carries (its RTF de-encapsulated), else None."""
+    if not tnef.is_tnef(item.data):
+        return None
+    found = tnef.body(item.data, defects)
+    if found is None:
+        return None
+    return {"source": found.source, "text": found.text, "html": found.html}

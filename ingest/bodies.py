@@ -16,45 +16,16 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from email.policy import Policy, compat32
-from typing import Any
 
+from ingest.bounded import MAX_DEPTH, MAX_PARTS, BoundedMessage
 from ingest.headers import clean_text, decode_bytes, decode_text, note_defects, unfold
 
-MAX_DEPTH = 50
-MAX_PARTS = 2000
+__all__ = ["MAX_DEPTH", "MAX_PARTS", "BoundedMessage", "Extracted", "Found", "extract", "found"]
+
 MAX_DECODED_BYTES = 100 * 1024 * 1024
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
-
-
-class BoundedMessage(Message):
-    """A part that knows its depth, so the feed parser stops descending past the limits.
-
-    The parser attaches each new part to its parent before reading the part's headers, then
-    asks ``get_content_maintype()`` whether to parse its body as parts: an over-limit part
-    answers "application", so its body stays one opaque string, and ``cut`` says why.
-    """
-
-    def __init__(self, policy: Policy[Any] = compat32) -> None:
-        super().__init__(policy)
-        self.depth = 0
-        self.budget = [MAX_PARTS]  # shared by every part of one message
-        self.cut: str | None = None
-
-    def attach(self, payload: Message | str) -> None:
-        if isinstance(payload, BoundedMessage):
-            payload.depth, payload.budget = self.depth + 1, self.budget
-            self.budget[0] -= 1
-            if payload.depth > MAX_DEPTH:
-                payload.cut = "mime-too-deep"
-            elif self.budget[0] < 0:
-                payload.cut = "too-many-parts"
-        super().attach(payload)
-
-    def get_content_maintype(self) -> str:
-        return "application" if self.cut else super().get_content_maintype()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +63,7 @@ def found(
 
 @dataclass(slots=True)
 class Extracted:
-    """What ``extract`` found: body texts in order, the first HTML body, the attachments.
+    """What ``extract`` found: body texts in order, the HTML bodies joined, the attachments.
 
     ``budget`` is how many more bytes may be decoded; ``errors`` holds unexpected
     exceptions, one per leaf they spoiled.
@@ -114,37 +85,90 @@ class Extracted:
 
 
 def extract(root: Message, defects: set[str]) -> Extracted:
-    """File every leaf of the tree; an exception in one leaf spoils only that leaf."""
+    """File every leaf of the tree; an exception in one leaf spoils only that leaf.
+
+    An embedded message (message/rfc822 below the root) is listed whole, and the parts
+    inside it are listed too, with ``parent`` = its sha256; their text is not our body.
+    """
     out = Extracted(budget=MAX_DECODED_BYTES)
-    for part, attached in leaves(root, defects):
+    holders: dict[int, str] = {}  # id of an embedded message -> its sha256
+    for part, attached, holder in leaves(root, defects):
+        parent = None if holder is None else holders.get(id(holder))
         try:
-            take_leaf(out, part, attached, defects)
+            if part.is_multipart() and _is_container(part.get_content_type()):
+                sha = take_embedded(out, part, parent, defects)
+                if sha is not None:
+                    holders[id(part)] = sha
+            else:
+                take_leaf(out, part, attached, defects, parent)
         except Exception as exc:  # noqa: BLE001 - a bad part is data, never an exception
             out.errors.append(exc)
     return out
 
 
-def leaves(root: Message, defects: set[str]) -> Iterator[tuple[Message, bool]]:
-    """Yield (leaf, inside an attachment) in document order, skipping parts cut by the parser.
+def leaves(root: Message, defects: set[str]) -> Iterator[tuple[Message, bool, Message | None]]:
+    """Yield (leaf, inside an attachment, embedded message it is in) in document order,
+    skipping parts cut by the parser; an embedded message is yielded before its parts.
 
-    A leaf is inside an attachment when a container above it, typically a forwarded
-    message/rfc822, has ``Content-Disposition: attachment``: its text is not our body.
+    A leaf is inside an attachment when a container above it is an embedded message or
+    has ``Content-Disposition: attachment``: its text is not our body.
     """
-    stack = [(root, False)]
+    stack: list[tuple[Message, bool, Message | None]] = [(root, False, None)]
     while stack:
-        part, attached = stack.pop()
+        part, attached, holder = stack.pop()
         note_defects(defects, part.defects)
         if isinstance(part, BoundedMessage) and part.cut:
             defects.add(part.cut)
             continue
-        if not (part.is_multipart() and _is_container(part.get_content_type())):
-            yield part, attached
+        content_type = part.get_content_type()
+        if not (part.is_multipart() and _is_container(content_type)):
+            yield part, attached, holder
             continue
+        if part is not root and content_type in _MESSAGE_TYPES:
+            yield part, attached, holder
+            attached, holder = True, part
         attached = attached or part.get_content_disposition() == "attachment"
-        stack.extend((child, attached) for child in reversed(children(part)))
+        stack.extend((child, attached, holder) for child in reversed(children(part)))
 
 
-def take_leaf(out: Extracted, part: Message, attached: bool, defects: set[str]) -> None:
+def take_embedded(
+    out: Extracted, part: Message, parent: str | None, defects: set[str]
+) -> str | None:
+    """List an embedded message as one attachment (its bytes as written); its sha256."""
+    data = _embedded_bytes(part)
+    if not out.spend(len(data), defects):
+        return None
+    item = found(
+        _filename(part, defects),
+        clean_text(part.get_content_type(), defects),
+        data,
+        disposition=_disposition(part, defects),
+        content_id=_content_id(part, defects),
+        parent=parent,
+    )
+    out.attachments.append(item)
+    return item.sha256
+
+
+def _embedded_bytes(part: Message) -> bytes:
+    """The embedded message as written (the line end before the next boundary excluded);
+    rebuilt from the parsed parts when the message went through the feed parser.
+    """
+    inner = part.get_payload(0)
+    if not isinstance(inner, Message):
+        return b""
+    source: tuple[str, int, int] | None = getattr(inner, "source", None)
+    if source is None:
+        return _flatten(inner)
+    text, start, end = source
+    written = text[start:end]
+    written = written[:-2] if written.endswith("\r\n") else written.removesuffix("\n")
+    return written.encode("ascii", "surrogateescape")
+
+
+def take_leaf(
+    out: Extracted, part: Message, attached: bool, defects: set[str], parent: str | None = None
+) -> None:
     """File a leaf as body text, as the HTML body, or as an attachment (if it fits)."""
     content_type = clean_text(part.get_content_type(), defects)
     disposition = _disposition(part, defects)
@@ -156,12 +180,12 @@ def take_leaf(out: Extracted, part: Message, attached: bool, defects: set[str]) 
     is_body = content_type in _BODY_TYPES and not (attached or filename)
     is_body = is_body and disposition != "attachment"
     charset = _charset(part, defects)
-    if is_body and (content_type == "text/plain" or out.html is None):
+    if is_body:
         body = decode_bytes(data, charset, defects).replace("\r\n", "\n")
         if content_type == "text/plain":
             out.texts.append(body)
-        else:
-            out.html = body
+        else:  # a second HTML body (a footer a list server added) joins the first
+            out.html = body if out.html is None else f"{out.html}\n{body}"
         return
     content_id = _content_id(part, defects)
     out.attachments.append(
@@ -171,6 +195,7 @@ def take_leaf(out: Extracted, part: Message, attached: bool, defects: set[str]) 
             data,
             disposition=disposition,
             content_id=content_id,
+            parent=parent,
             charset=charset,
         )
     )

@@ -2,10 +2,15 @@
 
 Parsed with ``icalendar`` (RFC 5545, including VTIMEZONE blocks and Outlook's Windows zone
 names). Times with a zone are given in UTC (``2024-01-15T09:00:00Z``), floating times
-without one (``2024-01-15T10:00:00``), all-day dates as ``2024-01-15``. Only the first
-VEVENT is summarised. Calendars over ``MAX_CALENDAR_BYTES`` are not parsed (the library is
-linear but slow: about a second per megabyte), and a calendar it cannot read gives None
-with the ``invalid-calendar`` defect; nothing raises.
+without one (``2024-01-15T10:00:00``), all-day dates as ``2024-01-15``. The top-level fields
+describe the first VEVENT (as before); ``events`` lists every VEVENT (at most
+``MAX_EVENTS``; ``event_count`` says how many there were), each with its own organiser,
+times, summary, location, UID, recurrence rule (as written), RECURRENCE-ID and the TZID its
+start was given in. Recurrences are described, never expanded. A zone the library cannot
+resolve leaves that event's time as written, without offset (``calendar-timezone`` defect).
+Calendars over ``MAX_CALENDAR_BYTES`` are not parsed (the library is linear but slow: about
+a second per megabyte), and a calendar it cannot read gives None with the
+``invalid-calendar`` defect; nothing raises.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ingest.headers import clean_text, decode_bytes
 
 MAX_CALENDAR_BYTES = 512 * 1024
 MAX_TEXT_CHARS = 1000
+MAX_EVENTS = 100
 
 
 def summarise(data: bytes, charset: str | None, defects: set[str]) -> dict[str, Any] | None:
@@ -38,20 +44,68 @@ def _summary(text: str, defects: set[str]) -> dict[str, Any]:
 
     calendar = Calendar.from_ical(text, multiple=True)[0]
     events = calendar.walk("VEVENT")
-    event = events[0] if events else calendar
-    start = _time(_first(event.get("DTSTART")))
-    end = _time(_first(event.get("DTEND")))
-    duration = _first(event.get("DURATION"))
-    if end is None and start is not None and duration is not None:
-        end = _time(_shifted(_first(event.get("DTSTART")), duration))
+    summaries = [_event(event, defects) for event in events[:MAX_EVENTS]]
+    first = summaries[0] if summaries else _event(calendar, defects)
     return {
         "method": _text(calendar.get("METHOD"), defects).upper() or None,
-        "organizer": _organizer(_first(event.get("ORGANIZER")), defects),
-        "start": start,
-        "end": end,
-        "summary": _text(event.get("SUMMARY"), defects) or None,
-        "location": _text(event.get("LOCATION"), defects) or None,
+        **{key: first[key] for key in ("organizer", "start", "end", "summary", "location")},
+        "event_count": len(events),
+        "events": summaries,
     }
+
+
+def _event(event: Any, defects: set[str]) -> dict[str, Any]:
+    """One VEVENT (or the calendar itself when it has none); a bad property gives None."""
+    found: dict[str, Any] = {}
+    for key, read in _EVENT_FIELDS:
+        try:
+            found[key] = read(event, defects)
+        except Exception:  # noqa: BLE001 - one bad property spoils only itself
+            defects.add("invalid-calendar-property")
+            found[key] = None
+    return found
+
+
+def _start(event: Any, defects: set[str]) -> str | None:
+    return _time(_first(event.get("DTSTART")), defects)
+
+
+def _end(event: Any, defects: set[str]) -> str | None:
+    end = _time(_first(event.get("DTEND")), defects)
+    duration = _first(event.get("DURATION"))
+    if end is None and duration is not None:
+        end = _time(_shifted(_first(event.get("DTSTART")), duration), defects)
+    return end
+
+
+def _rrule(event: Any, defects: set[str]) -> str | None:
+    value = _first(event.get("RRULE"))
+    if value is None:
+        return None
+    written = value.to_ical() if hasattr(value, "to_ical") else str(value)
+    if isinstance(written, bytes):
+        written = written.decode("utf-8", "replace")
+    return clean_text(str(written)[:MAX_TEXT_CHARS], defects) or None
+
+
+def _timezone(event: Any, defects: set[str]) -> str | None:
+    start = _first(event.get("DTSTART"))
+    params = getattr(start, "params", None) or {}
+    return _text(params.get("TZID"), defects) or None
+
+
+_EVENT_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("organizer", lambda e, d: _organizer(_first(e.get("ORGANIZER")), d)),
+    ("start", _start),
+    ("end", _end),
+    ("summary", lambda e, d: _text(e.get("SUMMARY"), d) or None),
+    ("location", lambda e, d: _text(e.get("LOCATION"), d) or None),
+    ("uid", lambda e, d: _text(e.get("UID"), d) or None),
+    ("status", lambda e, d: _text(e.get("STATUS"), d).upper() or None),
+    ("rrule", _rrule),
+    ("recurrence_id", lambda e, d: _time(_first(e.get("RECURRENCE-ID")), d)),
+    ("timezone", _timezone),
+)
 
 
 def _first(value: Any) -> Any:
@@ -80,13 +134,18 @@ def _organizer(value: Any, defects: set[str]) -> dict[str, str] | None:
     return {"name": _text(params.get("CN", ""), defects).strip('"'), "address": address}
 
 
-def _time(value: Any) -> str | None:
+def _time(value: Any, defects: set[str]) -> str | None:
     """A DTSTART/DTEND value as ISO 8601: UTC when zoned, as written when floating."""
     moment = getattr(value, "dt", value)
     if isinstance(moment, datetime):
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            return moment.isoformat(timespec="seconds")
-        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+        try:
+            if moment.tzinfo is None or moment.utcoffset() is None:
+                return moment.isoformat(timespec="seconds")
+            utc = moment.astimezone(UTC)
+        except (ValueError, OverflowError, TypeError, LookupError):
+            defects.add("calendar-timezone")
+            return moment.replace(tzinfo=None).isoformat(timespec="seconds")
+        return utc.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
     if isinstance(moment, date):
         return moment.isoformat()
     return None

@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
-from email import message_from_bytes
 from email.message import Message
 from email.policy import Compat32
 from email.utils import parsedate_to_datetime
@@ -43,11 +42,12 @@ from ingest.headers import (
     replace_surrogates,
     unfold_raw,
 )
+from ingest.mime import parse_bytes
 from ingest.render import html_to_text
 from ingest.reply import split_reply
 from ingest.threads import message_id, message_ids, thread_subject, ticket_ref
 
-PARSER_VERSION: int = 2
+PARSER_VERSION: int = 3
 SCHEMA_VERSION: int = 2
 
 Headers = list[tuple[str, str]]
@@ -138,7 +138,7 @@ def attachment_payloads(raw: bytes) -> Iterator[Payload]:
     of ``raw`` lists, once per sha256, within the same limits. Never raises.
     """
     try:
-        listed = _attachments(message_from_bytes(raw, policy=_POLICY), set())[0]
+        listed = _attachments(parse_bytes(raw, _POLICY), set())[0]
     except Exception:  # noqa: BLE001 - the document then lists no attachment either
         return
     yield from _unique(listed)
@@ -204,7 +204,7 @@ def _fill(
     out: list[Payload] | None,
 ) -> None:
     """Parse, then run each extraction step on its own, so one failure spoils only itself."""
-    message = message_from_bytes(raw, policy=_POLICY)
+    message = parse_bytes(raw, _POLICY)
     raw_headers = [(name, unfold_raw(str(value))) for name, value in message.raw_items()]
     headers = [(name, recover_8bit(value, defects)) for name, value in raw_headers]
     job = _Job(doc, message, raw_headers, headers, defects, prefix, pattern, out)
@@ -263,8 +263,12 @@ def _fill_body(job: _Job) -> None:
         job.payloads.extend(_unique(listed))
     doc["text"] = "\n".join(out.texts) if out.texts else None
     doc["html"] = out.html
-    if doc["text"] is None and out.html is not None:
-        doc["text_from_html"] = html_to_text(out.html, job.defects)
+    if doc["text"] is None and doc["html"] is None:  # Outlook may send only a winmail.dat
+        tnef_body = next((a["tnef_body"] for a in doc["attachments"] if a["tnef_body"]), None)
+        if tnef_body is not None:
+            doc["text"], doc["html"] = tnef_body["text"], tnef_body["html"]
+    if doc["text"] is None and doc["html"] is not None:
+        doc["text_from_html"] = html_to_text(doc["html"], job.defects)
     body = doc["text"] if doc["text"] is not None else doc["text_from_html"]
     doc["reply"] = None if body is None else split_reply(body)
 

@@ -14,14 +14,19 @@ to unpack in turn, within its own depth limit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ingest import rtf
 from ingest.headers import clean_text, decode_bytes
 
 SIGNATURE = b"\x78\x9f\x3e\x22"
 MAX_TNEF_FILES = 500
 
-_LEVEL_ATTACHMENT = 2
+_LEVEL_MESSAGE, _LEVEL_ATTACHMENT = 1, 2
+_ATT_BODY, _ATT_MAPI_PROPS = 0x800C, 0x9003
+_PR_BODY, _PR_RTF_COMPRESSED, _PR_HTML = 0x1000, 0x1009, 0x1013
+_BODY_PROPS = frozenset({_PR_BODY, _PR_RTF_COMPRESSED, _PR_HTML})
 _ATT_ATTACH_DATA, _ATT_ATTACH_TITLE = 0x800F, 0x8010
 _ATT_ATTACH_REND_DATA, _ATT_ATTACHMENT, _ATT_OEM_CODEPAGE = 0x9002, 0x9005, 0x9007
 _PR_DISPLAY_NAME, _PR_ATTACH_DATA, _PR_ATTACH_FILENAME = 0x3001, 0x3701, 0x3704
@@ -48,6 +53,52 @@ class TnefFile:
 def is_tnef(data: bytes) -> bool:
     """True if the bytes start with the TNEF signature."""
     return data.startswith(SIGNATURE)
+
+
+@dataclass(frozen=True, slots=True)
+class TnefBody:
+    """The message body a TNEF stream carries: plain text, HTML, and how it was found.
+
+    ``source`` is "html", "text" or "rtf" when the body came from the compressed RTF (see
+    ``ingest.rtf``), "mapi" when only the plain/HTML body properties were present.
+    """
+
+    source: str
+    text: str | None
+    html: str | None
+
+
+def body(data: bytes, defects: set[str]) -> TnefBody | None:
+    """The message body of a TNEF stream (PR_RTF_COMPRESSED de-encapsulated, PR_HTML,
+    PR_BODY or attBody), or None when it carries none. Never raises.
+    """
+    if not is_tnef(data):
+        return None
+    reader = _Stream(data, defects)
+    reader.read()
+    found = reader.body
+    text: str | None = _text(
+        found.get(_PR_BODY) or found.get(_ATT_BODY), reader.charset, defects, strip=False
+    )
+    html_bytes = found.get(_PR_HTML)
+    html: str | None = None
+    if isinstance(html_bytes, bytes):
+        html = decode_bytes(html_bytes, "utf-8", defects)
+    source = "mapi"
+    compressed = found.get(_PR_RTF_COMPRESSED)
+    if isinstance(compressed, bytes) and not html:
+        rtf_body = _rtf_body(compressed, defects)
+        if rtf_body is not None:
+            source, html = rtf_body.source, rtf_body.html
+            text = text or rtf_body.text
+    if not (text or html):
+        return None
+    return TnefBody(source, text or None, html or None)
+
+
+def _rtf_body(compressed: bytes, defects: set[str]) -> rtf.RtfBody | None:
+    document = rtf.decompress(compressed, defects)
+    return None if document is None else rtf.body(document, defects)
 
 
 def unpack(data: bytes, defects: set[str]) -> list[TnefFile]:
@@ -88,6 +139,7 @@ class _Stream:
         self.data, self.defects = data, defects
         self.charset = "cp1252"
         self.drafts: list[_Draft] = []
+        self.body: dict[int, bytes | str] = {}  # message-level body attributes and properties
 
     def read(self) -> None:
         offset = 6  # signature and legacy key
@@ -108,6 +160,8 @@ class _Stream:
         if name == _ATT_OEM_CODEPAGE and end - start >= 4:
             number = int.from_bytes(self.data[start : start + 4], "little")
             self.charset = _CODEPAGES.get(number, f"cp{number}")
+        if level == _LEVEL_MESSAGE:
+            self.message_attribute(name, start, end)
         if level != _LEVEL_ATTACHMENT:
             return
         if name == _ATT_ATTACH_REND_DATA or not self.drafts:
@@ -120,6 +174,13 @@ class _Stream:
         elif name == _ATT_ATTACHMENT:
             _Properties(self.data, start, end, self.defects).into(draft)
 
+    def message_attribute(self, name: int, start: int, end: int) -> None:
+        """Keep the body: attBody, and PR_BODY, PR_RTF_COMPRESSED, PR_HTML from attMAPIProps."""
+        if name == _ATT_BODY:
+            self.body[_ATT_BODY] = self.data[start:end]
+        elif name == _ATT_MAPI_PROPS:
+            _Properties(self.data, start, end, self.defects).into_body(self.body)
+
 
 class _Properties:
     """A MAPI property list: count (4), then per property type (2), id (2) and its values."""
@@ -128,16 +189,27 @@ class _Properties:
         self.data, self.at, self.end, self.defects = data, start, end, defects
 
     def into(self, draft: _Draft) -> None:
+        for ident, kind, values in self.each():
+            _file_property(draft, ident, kind, values)
+
+    def into_body(self, found: dict[int, bytes | str]) -> None:
+        for ident, kind, values in self.each():
+            if ident in _BODY_PROPS and values:
+                value = values[0]
+                found[ident] = value.decode("utf-16-le", "replace") if kind == _UNICODE else value
+
+    def each(self) -> Iterator[tuple[int, int, list[bytes]]]:
+        """(id, type without the multi-value flag, values) of each property, until damage."""
         count = self.number()
         for _ in range(count):
             if self.at + 4 > self.end:
-                break
+                return
             kind, ident = self.number(2), self.number(2)
             values = self.values(kind, ident)
             if values is None:
                 self.defects.add("invalid-tnef-property")
                 return
-            _file_property(draft, ident, kind & ~_MULTI, values)
+            yield ident, kind & ~_MULTI, values
 
     def values(self, kind: int, ident: int) -> list[bytes] | None:
         """The values of one property (None when its type is unknown or it overruns)."""
@@ -194,13 +266,16 @@ def _file_property(draft: _Draft, ident: int, kind: int, values: list[bytes]) ->
                 draft.mime_tag = draft.mime_tag or "application/ms-tnef"
 
 
-def _text(value: bytes | str | None, charset: str, defects: set[str]) -> str:
-    """A property's text, its terminating NULs removed, made safe as header text is."""
+def _text(value: bytes | str | None, charset: str, defects: set[str], *, strip: bool = True) -> str:
+    """A property's text, its terminating NULs removed; made safe as header text is, unless
+    it is a body (``strip=False``: line breaks kept).
+    """
     if value is None:
         return ""
     if isinstance(value, bytes):
         value = decode_bytes(value, charset, defects)
-    return clean_text(value.rstrip("\x00"), defects).strip()
+    value = value.rstrip("\x00")
+    return clean_text(value, defects).strip() if strip else value.replace("\r\n", "\n")
 
 
 def _padded(size: int) -> int:

@@ -30,7 +30,7 @@ KEYS = {
 }  # fmt: skip
 ATTACHMENT_KEYS = {
     "filename", "filename_safe", "content_type", "sniffed_type", "size", "sha256", "content_id",
-    "disposition", "key", "parent", "calendar",
+    "disposition", "key", "parent", "calendar", "tnef_body",
 }  # fmt: skip
 UNSAFE_HEADER_CHARS = ("\r", "\n", "\x00", "\u2028")
 

@@ -212,3 +212,44 @@ def test_property_address_like_junk_yields_only_valid_addresses(value: str) -> N
     found, _ = mailboxes(value)
     assert all(is_valid_address(address) for _, address in found)
     assert not any(char in name for name, _ in found for char in UNSAFE)
+
+
+_ATOM_TEXT = st.text("abZ9!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=5)
+_DOT_ATOMS = st.lists(_ATOM_TEXT, min_size=1, max_size=3).map(".".join)
+_SPACE = st.sampled_from(["", " ", "\t", "  "])
+_NAME = st.lists(
+    st.tuples(st.text("aZ9_'+-", min_size=1, max_size=5), st.sampled_from([" ", "\t", "  "])),
+    min_size=1,
+    max_size=3,
+).map(lambda words: "".join(word + gap for word, gap in words))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_SPACE, st.one_of(st.just(""), _NAME), _DOT_ATOMS, _DOT_ATOMS, _SPACE)
+def test_simple_shapes_match_the_rfc5322_parser(
+    lead: str, name: str, local: str, domain: str, trail: str
+) -> None:
+    """The shortcut for ``a@b`` and ``Words <a@b>`` gives what the RFC 5322 parser gives."""
+    address = f"{local}@{domain}"
+    piece = f"{lead}{name}<{address}>{trail}" if name else f"{lead}{address}{trail}"
+    assert_simple_like_strict(piece)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPACE, st.none() | st.text("aZ9 .,'()@:;<>_+-", max_size=12), _DOT_ATOMS, _DOT_ATOMS)
+def test_quoted_and_angle_shapes_match_the_rfc5322_parser(
+    lead: str, quoted: str | None, local: str, domain: str
+) -> None:
+    """The shortcut for ``<a@b>`` and ``"Name, with specials" <a@b>`` matches the parser."""
+    name = "" if quoted is None else f'"{quoted}"{lead}'
+    assert_simple_like_strict(f"{lead}{name}<{local}@{domain}>{lead}")
+
+
+def assert_simple_like_strict(piece: str) -> None:
+    from ingest.addresses import _parse_simple, _parse_strict  # noqa: PLC0415
+
+    fast_defects: set[str] = set()
+    strict_defects: set[str] = set()
+    fast = _parse_simple(piece, fast_defects)
+    assert fast is not None
+    assert (fast, fast_defects) == (_parse_strict(piece, strict_defects), strict_defects)

@@ -41,8 +41,8 @@ def test_every_corpus_message_parses_to_sound_json(path: Path, line_ends: str) -
     assert doc["parse_error"] is None
     assert doc["sha256"] == hashlib.sha256(raw).hexdigest()
     assert (doc["account"], doc["uidl"], doc["raw_key"]) == ("acct", "UID-1", "raw/key.eml")
-    assert (doc["size"], doc["schema_version"], doc["parser_version"]) == (len(raw), 2, 2)
-    assert (SCHEMA_VERSION, PARSER_VERSION) == (2, 2)
+    assert (doc["size"], doc["schema_version"], doc["parser_version"]) == (len(raw), 2, 3)
+    assert (SCHEMA_VERSION, PARSER_VERSION) == (2, 3)
 
 
 def test_documents_are_deterministic() -> None:
@@ -60,6 +60,7 @@ def test_line_ends_do_not_change_the_document() -> None:
             doc.pop("size"), doc.pop("sha256")
             for item in doc["attachments"]:  # text attachments carry their own line ends
                 del item["sha256"], item["size"], item["key"]
+                item["parent"] = item["parent"] is not None  # an embedded message's sha256
         assert lf_doc == crlf_doc, path.name
 
 
@@ -159,21 +160,25 @@ def test_raw_8bit_header_falls_back_to_cp1252() -> None:
 def test_delivery_status_is_one_attachment() -> None:
     """A bounce's message/delivery-status header blocks are one attachment, not empty text."""
     doc = parse(corpus("msg_16.txt.eml"))
-    assert [a["content_type"] for a in doc["attachments"]] == ["message/delivery-status"]
+    top = [a["content_type"] for a in doc["attachments"] if a["parent"] is None]
+    assert top == ["message/delivery-status", "message/rfc822"]
     assert doc["text"].startswith("This report relates to a message you sent")
+    assert "Ian's" not in doc["text"]  # the bounced message is no part of the body
 
 
 def test_text_of_an_attached_message_is_not_body_text() -> None:
-    """Leaves inside a message/rfc822 with disposition attachment are attachments."""
+    """An attached message/rfc822 is listed whole, and its leaves with it as parent."""
     doc = parse(corpus("message_with_rfc822_attachment.eml"))
     assert doc["text"] == (
         "Dear Sir or Madam,\n\nI am sending you an email message as an attachment.\n\n"
     )
-    assert [a["content_type"] for a in doc["attachments"]] == ["text/plain"]
+    embedded, inner = doc["attachments"]
+    assert (embedded["content_type"], embedded["parent"]) == ("message/rfc822", None)
+    assert (inner["content_type"], inner["parent"]) == ("text/plain", embedded["sha256"])
 
 
 def test_rfc822_leaves_are_walked() -> None:
-    """Attachments inside a nested message/rfc822 are listed."""
+    """An embedded message is listed as written; its parts too, its text is not our body."""
     inner = multipart(
         b"Content-Type: text/plain\n\ninner text",
         b'Content-Type: image/png\nContent-Disposition: inline; filename="in.png"\n'
@@ -184,8 +189,14 @@ def test_rfc822_leaves_are_walked() -> None:
         b"Content-Type: text/plain\n\nouter", b"Content-Type: message/rfc822\n\n" + inner
     )
     doc = parse(raw)
-    assert doc["text"] == "outer\ninner text"
-    (image,) = doc["attachments"]
+    assert doc["text"] == "outer"
+    embedded, text, image = doc["attachments"]
+    assert embedded["sha256"] == hashlib.sha256(inner).hexdigest()
+    assert (embedded["content_type"], text["parent"], image["parent"]) == (
+        "message/rfc822",
+        embedded["sha256"],
+        embedded["sha256"],
+    )
     assert (image["filename"], image["size"], image["disposition"], image["content_id"]) == (
         "in.png",
         5,
@@ -196,7 +207,7 @@ def test_rfc822_leaves_are_walked() -> None:
 
 
 def test_body_and_attachment_classification() -> None:
-    """First HTML is the body; later HTML, named text and unknown dispositions are attachments."""
+    """HTML bodies join; named text and unknown dispositions are attachments."""
     raw = multipart(
         b"Content-Type: text/plain; charset=utf-8\n\nplain one",
         b"Content-Type: text/html\n\n<p>first</p>",
@@ -205,10 +216,9 @@ def test_body_and_attachment_classification() -> None:
         b"Content-Type: application/pdf\nContent-Disposition: form-data\n\n%PDF",
     )
     doc = parse(raw)
-    assert (doc["text"], doc["html"]) == ("plain one", "<p>first</p>")
+    assert (doc["text"], doc["html"]) == ("plain one", "<p>first</p>\n<p>second</p>")
     kinds = [(a["content_type"], a["filename"], a["disposition"]) for a in doc["attachments"]]
     assert kinds == [
-        ("text/html", None, None),
         ("text/plain", "notes.txt", None),
         ("application/pdf", None, "attachment"),
     ]
@@ -383,7 +393,9 @@ def test_nesting_within_the_limit_is_walked() -> None:
     """A part nested exactly MAX_DEPTH levels down is still read."""
     raw = b"Content-Type: message/rfc822\n\n" * MAX_DEPTH + b"\ndeep\n"
     doc = parse(raw)
-    assert doc["text"] == "deep\n"
+    *embedded, deepest = doc["attachments"]
+    assert [item["content_type"] for item in embedded] == ["message/rfc822"] * (MAX_DEPTH - 1)
+    assert (deepest["content_type"], deepest["size"]) == ("text/plain", 5)
     assert "mime-too-deep" not in doc["defects"]
 
 
@@ -422,7 +434,7 @@ def test_parser_crash_still_gives_a_full_document(monkeypatch: pytest.MonkeyPatc
     def explode(*_: object, **__: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(ingest.parse, "message_from_bytes", explode)
+    monkeypatch.setattr(ingest.parse, "parse_bytes", explode)
     doc = parse(b"Subject: x\n\n")
     assert_sound(doc)
     assert doc["parse_error"] == "MemoryError: "
