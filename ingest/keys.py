@@ -21,6 +21,7 @@ keys in one Redis Cluster slot):
     ingest:{schedule}           sorted set  account -> next due time (unix seconds)
     ingest:{schedule}:intervals hash  account -> interval (seconds)
     ingest:{schedule}:digest    string  digest of the configured (account, interval) list
+    ingest:{schedule}:failures  hash  account -> failed polls in a row (backoff; gone on success)
 """
 
 from __future__ import annotations
@@ -106,3 +107,4 @@ def oauth_refresh_key(account: str) -> str:
 SCHEDULE_KEY = "ingest:{schedule}"
 INTERVALS_KEY = "ingest:{schedule}:intervals"
 SCHEDULE_DIGEST_KEY = "ingest:{schedule}:digest"
+FAILURES_KEY = "ingest:{schedule}:failures"

@@ -15,7 +15,7 @@ from celery import Task
 
 from ingest.errors import ConfigError, PermanentError, TransientError
 from ingest.interfaces import BlobStore
-from ingest.schedule import Schedule
+from ingest.schedule import Schedule, schedule_digest
 from ingest.service import poll_account as run_poll
 from ingest.service import redis_client
 from ingest.store import open_store
@@ -37,6 +37,36 @@ def _store() -> BlobStore:
     return open_store(settings.storage)
 
 
+@cache
+def _schedule() -> Schedule:
+    """The shared due-time table, through this process's Redis client."""
+    return Schedule(_redis())
+
+
+@cache
+def _digest() -> str:
+    """The config's schedule digest, computed once: a tick does not walk every account."""
+    return schedule_digest(settings.accounts)
+
+
+@cache
+def _intervals() -> dict[str, int]:
+    """Account name -> interval, built once: a tick's cost grows with due accounts only."""
+    return {a.name: a.interval for a in settings.accounts}
+
+
+def _record_outcome(name: str, failed: bool) -> None:
+    """Back the account off after a failure, reset its backoff after a completed poll."""
+    try:
+        if failed:
+            delay = _schedule().failed(name)
+            log.warning("poll.backed_off", account=name, next_in_seconds=delay)
+        else:
+            _schedule().succeeded(name)
+    except TransientError as err:  # the poll's own outcome matters more than this
+        log.warning("schedule.not_updated", account=name, error=str(err))
+
+
 def backoff(retries: int, cap: float) -> float:
     """Exponential backoff with full jitter: 5 s, 10 s, 20 s ... never above ``cap``."""
     return random.uniform(0, min(cap, 5.0 * 2**retries))  # noqa: S311 - jitter, not crypto
@@ -50,26 +80,43 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
         report = run_poll(settings, name, client=_redis(), store=_store())
     except TransientError as err:
         account = settings.account(name)
+        if self.request.retries >= MAX_RETRIES:
+            log.error("poll.gave_up", account=name, error=str(err))
+            _record_outcome(name, failed=True)
+            raise
         log.warning("poll.retry", account=name, error=str(err), retries=self.request.retries)
         raise self.retry(
             exc=err, countdown=backoff(self.request.retries, account.interval)
         ) from err
     except (PermanentError, ConfigError) as err:
         log.error("poll.permanent_failure", account=name, error=str(err), kind=type(err).__name__)
+        _record_outcome(name, failed=True)
         return {"account": name, "outcome": "failed", "error": str(err)}
     finally:
         structlog.contextvars.unbind_contextvars("task_id")
+    if report.outcome in ("ok", "partial"):
+        _record_outcome(name, failed=False)
     return {"account": name, "outcome": report.outcome, "stored": report.stored}
 
 
 @app.task(name="ingest.dispatch")
 def dispatch() -> list[str]:
-    """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
-    schedule = Schedule(_redis())
-    schedule.sync(settings.accounts)
-    due = schedule.claim_due()
-    for name in due:
-        poll_account.apply_async(args=[name], expires=settings.account(name).interval)
+    """Enqueue a poll for every due account (atomic claim, safe with two beats).
+
+    Two Redis round trips per tick (digest check, claim; one more claim per further batch of
+    ``Schedule.batch``), then one publish per due account.
+    """
+    schedule = _schedule()
+    schedule.sync(settings.accounts, digest=_digest())
+    intervals = _intervals()
+    due: list[str] = []
+    while True:  # in batches: more than ``batch`` due accounts take more than one claim
+        batch = schedule.claim_due()
+        for name in batch:
+            poll_account.apply_async(args=[name], expires=intervals[name])
+        due += batch
+        if len(batch) < schedule.batch:
+            break
     if due:
         log.info("dispatch.enqueued", accounts=len(due))
     return due
