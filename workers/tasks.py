@@ -6,6 +6,7 @@ Task arguments carry account names only, never a secret.
 from __future__ import annotations
 
 import random
+import time
 from functools import cache
 from typing import Any
 
@@ -106,6 +107,7 @@ def dispatch() -> list[str]:
     Two Redis round trips per tick (digest check, claim; one more claim per further batch of
     ``Schedule.batch``), then one publish per due account.
     """
+    started = time.perf_counter()
     schedule = _schedule()
     schedule.sync(settings.accounts, digest=_digest())
     intervals = _intervals()
@@ -118,5 +120,6 @@ def dispatch() -> list[str]:
         if len(batch) < schedule.batch:
             break
     if due:
-        log.info("dispatch.enqueued", accounts=len(due))
+        seconds = round(time.perf_counter() - started, 6)
+        log.info("dispatch.enqueued", accounts=len(due), seconds=seconds)
     return due
