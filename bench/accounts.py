@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 import yaml
 
+from bench.claims import claim_costs
 from bench.redis_count import CommandCounter
 from bench.report import Target
 from bench.runner import Bench, say
@@ -52,6 +53,8 @@ class AccountsResult:
     redis_detail: str
     worker_rss_mib: float
     problems: list[str]
+    done_after_sync_s: float | None = None  # from the first tick that wrote the table
+    claims: tuple[dict[str, float], ...] = ()
 
 
 def sizes(quick: bool) -> tuple[int, float]:
@@ -177,9 +180,11 @@ def run_accounts(bench: Bench, redis_url: str, count: int, interval: float) -> A
         wait_consuming(client, worker)
         with CommandCounter(redis_url) as counter, beat:
             start = time.monotonic()
-            done_at = None
+            done_at = synced = None
             deadline = start + interval * 2 + 120
             while time.monotonic() < deadline:
+                if synced is None and client.exists(keys.SCHEDULE_DIGEST_KEY):
+                    synced = time.monotonic()
                 if all(bench.dovecot.message_count(u) == 0 for u in users):
                     done_at = time.monotonic() - start
                     break
@@ -198,11 +203,13 @@ def run_accounts(bench: Bench, redis_url: str, count: int, interval: float) -> A
         problems.append(f"{stored} raw objects stored, expected {count * MESSAGES_PER_ACCOUNT}")
     if "Traceback" in worker.log_path.read_text(errors="replace"):
         problems.append("a traceback in the worker log")
+    after_sync = None if done_at is None or synced is None else start + done_at - synced
     return AccountsResult(
         count, interval, done_at, len(ticks), sum(spent), max(spent, default=0.0),
         1e6 * sum(spent) / dispatched if dispatched else float("nan"),
         statistics.median(lags) if lags else float("nan"), max(lags, default=float("nan")),
         polls, counter.total, counter.total / count, counter.describe(), rss, problems,
+        after_sync, tuple(claim_costs(redis_url)),
     )  # fmt: skip
 
 
@@ -216,9 +223,10 @@ def accounts_section(bench: Bench, redis_url: str) -> list[Target]:
     return [
         Target(
             f"{count} accounts, 2 worker processes: all ingested",
-            result.all_done_s / budget if ok and result.all_done_s else None, 1.0, "x",
-            f"time to empty every mailbox / (interval {interval:.0f} s + one "
-            f"{DISPATCH_INTERVAL:.0f} s tick)",
+            result.done_after_sync_s / budget if ok and result.done_after_sync_s else None,
+            1.0, "x",
+            f"time from the first tick to every mailbox empty / (interval {interval:.0f} s + "
+            f"one {DISPATCH_INTERVAL:.0f} s tick)",
         ),
         Target(
             "dispatcher time per due account", result.dispatch_us_per_account if ok else None,
@@ -234,7 +242,8 @@ def accounts_lines(data: dict[str, object]) -> list[str]:
         f"- {d['accounts']} accounts x {MESSAGES_PER_ACCOUNT} messages, interval "
         f"{d['interval']:.0f} s, dispatch tick {DISPATCH_INTERVAL:.0f} s, 2 worker processes",
         f"- every mailbox empty after: {'never' if done is None else f'{done:.1f} s'} "
-        "(from beat's start)",
+        f"from beat's start, {d['done_after_sync_s'] or float('nan'):.1f} s from the first tick "
+        "(the one that wrote the schedule)",
         f"- dispatcher: {d['ticks']} ticks with due accounts, {d['dispatch_s_total']:.3f} s "
         "in all, "
         f"longest tick {d['dispatch_s_max_tick'] * 1000:.1f} ms, "
@@ -246,5 +255,11 @@ def accounts_lines(data: dict[str, object]) -> list[str]:
         f"- Redis: {d['redis_commands']} client commands in all, "
         f"{d['redis_per_account']:.1f} per account (broker included): {d['redis_detail']}",
         f"- worker RSS (main + pool processes): peak {d['worker_rss_mib']:.0f} MiB",
+        *(
+            f"- claim alone (bench.claims, no Celery), {c['accounts']:,} accounts in the table: "
+            f"empty tick {c['idle_tick_us']:.0f} us, {c['claimed']:.0f} due accounts claimed at "
+            f"{c['claim_us_per_account']:.1f} us each (one round trip per claim)"
+            for c in d["claims"]  # type: ignore[attr-defined]
+        ),
         *(f"- PROBLEM: {p}" for p in d["problems"]),  # type: ignore[attr-defined]
     ]  # fmt: skip
