@@ -59,7 +59,7 @@ class AccountsResult:
 
 def sizes(quick: bool) -> tuple[int, float]:
     """(accounts, interval seconds) of the section."""
-    return (200, 30.0) if quick else (1000, 120.0)
+    return (200, 20.0) if quick else (1000, 120.0)
 
 
 def message(user: str, n: int) -> bytes:

@@ -93,7 +93,7 @@ SMALL_MIX = "text=90,html=10,attach=0"  # small messages only: 2-10 KB text, 30-
 
 def scale_counts(quick: bool) -> tuple[int, int]:
     """Mailbox sizes of the ``rss`` section (issue 6, target 3b: 2,000 vs 20,000)."""
-    return (500, 5000) if quick else (2000, 20000)
+    return (300, 3000) if quick else (2000, 20000)
 
 
 def corpora(quick: bool, sections: set[str] | None = None) -> dict[str, Corpus]:
