@@ -112,13 +112,14 @@ def dispatch() -> list[str]:
     schedule.sync(settings.accounts, digest=_digest())
     intervals = _intervals()
     due: list[str] = []
-    while True:  # in batches: more than ``batch`` due accounts take more than one claim
-        batch = schedule.claim_due()
-        for name in batch:
-            poll_account.apply_async(args=[name], expires=intervals[name])
-        due += batch
-        if len(batch) < schedule.batch:
-            break
+    with app.producer_or_acquire() as producer:  # one producer for the tick's publishes
+        while True:  # in batches: more than ``batch`` due accounts take more than one claim
+            batch = schedule.claim_due()
+            for name in batch:
+                poll_account.apply_async(args=[name], expires=intervals[name], producer=producer)
+            due += batch
+            if len(batch) < schedule.batch:
+                break
     if due:
         seconds = round(time.perf_counter() - started, 6)
         log.info("dispatch.enqueued", accounts=len(due), seconds=seconds)
