@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import Dovecot, as_pop3
@@ -38,12 +38,13 @@ class Part:
     seed: int
     mix: str = MIX
     attach_kb: str = "500-3000"
+    html_kb: str = "30-200"
 
     def argv(self, maildir: Path) -> list[str]:
         return [
             sys.executable, str(PEERS_DIR / "gen_corpus.py"), "--maildir", str(maildir),
             "--count", str(self.count), "--seed", str(self.seed), "--mix", self.mix,
-            "--attach-kb", self.attach_kb, "--owner", "none",
+            "--attach-kb", self.attach_kb, "--html-kb", self.html_kb, "--owner", "none",
         ]  # fmt: skip
 
 
@@ -87,10 +88,27 @@ class Corpus:
         }
 
 
-def corpora(quick: bool) -> dict[str, Corpus]:
-    """The corpora of one benchmark run: ``main``, ``memory``, ``latency`` and ``empty``."""
+SMALL_MIX = "text=90,html=10,attach=0"  # small messages only: 2-10 KB text, 30-60 KB HTML
+
+
+def scale_counts(quick: bool) -> tuple[int, int]:
+    """Mailbox sizes of the ``rss`` section (issue 6, target 3b: 2,000 vs 20,000)."""
+    return (300, 3000) if quick else (2000, 20000)
+
+
+def corpora(quick: bool, sections: set[str] | None = None) -> dict[str, Corpus]:
+    """The corpora of one benchmark run: ``main``, ``memory``, ``latency`` and ``empty``,
+    and, when the ``rss`` section runs, ``rss-small`` and ``rss-large``."""
     big_kb = (60 if quick else 200) * 1024
-    return {
+    scale: dict[str, Corpus] = {}
+    if sections is None or "rss" in sections:
+        small, large = scale_counts(quick)
+        part = Part(0, seed=11, mix=SMALL_MIX, html_kb="30-60")
+        scale = {
+            "rss-small": Corpus("rss-small", (replace(part, count=small),)),
+            "rss-large": Corpus("rss-large", (replace(part, count=large),)),
+        }
+    return scale | {
         "empty": Corpus("empty", ()),  # fixed cost: start-up, login, UIDL, QUIT
         "main": Corpus("main", (Part(300 if quick else 2000, seed=1),)),
         "memory": Corpus(

@@ -53,7 +53,7 @@ class Ours:
         self.password_file.chmod(0o600)
         self._runs = count(1)
 
-    def config(self, port: int, storage: Mapping[str, object]) -> Path:
+    def config(self, port: int, storage: Mapping[str, object], delete: str = "after_store") -> Path:
         data = {
             "redis_url": self.redis_url,
             "storage": storage,
@@ -67,7 +67,7 @@ class Ours:
                     "allow_private_network": True,
                     "username": self.mailbox.user,
                     "password_file": str(self.password_file),
-                    "delete": "after_store",
+                    "delete": delete,
                 }
             ],
         }

@@ -31,12 +31,15 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.accounts import accounts_lines, accounts_section
 from bench.corpus import PEERS_DIR, Mailbox, corpora
+from bench.kept import kept_section, kept_table
 from bench.ours import Ours
 from bench.profile import profile_poll
 from bench.report import MB, Target, problems, table
 from bench.report import targets_table as render_targets
 from bench.runner import Bench, say
+from bench.scale import rss_section
 from bench.sections import (
     BUCKET,
     fixed_cost_section,
@@ -130,6 +133,8 @@ def render(bench: Bench, goals: list[Target]) -> str:
         "memory": "Memory: one large message among small ones",
         "latency": "Through delay_proxy.py (10 ms each way)",
         "empty": "Fixed cost (start-up, login, UIDL, QUIT): an empty mailbox",
+        "rss-small": "Peak RSS vs mailbox size (small messages), smaller mailbox",
+        "rss-large": "Peak RSS vs mailbox size (small messages), larger mailbox",
     }
     for section, title in titles.items():
         rows = [r for r in bench.rows if r.section == section]
@@ -137,6 +142,13 @@ def render(bench: Bench, goals: list[Target]) -> str:
             corpus = bench.corpora["main" if section == "loopback" else section]
             lines += ["", f"## {title}: {corpus.count} messages, {corpus.wire_bytes / MB:.1f} MB"]
             lines += ["", *table(rows)]
+    if "accounts" in bench.extra:
+        lines += ["", "## Many accounts through Celery (beat + 2 worker processes)", ""]
+        lines += accounts_lines(bench.extra["accounts"])
+    if "kept" in bench.extra:
+        count = bench.extra["kept"]["count"]
+        lines += ["", f"## Kept mailbox: {count} messages in the ledger, a poll finds none new"]
+        lines += ["", *kept_table(bench.extra["kept"])]
     lines += problems(bench.rows)
     return "\n".join(lines) + "\n"
 
@@ -150,7 +162,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=3, help="timed runs per contender (3)")
     ap.add_argument("--warmup", type=int, help="untimed rounds first (quick 0, full 1)")
     ap.add_argument(
-        "--sections", default="loopback,empty,memory,latency", help="comma list of: %(default)s"
+        "--sections",
+        default="loopback,empty,memory,latency,rss,accounts,kept",
+        help="comma list of: %(default)s",
     )
     ap.add_argument("--profile", action="store_true", help="cProfile one ingest poll")
     ap.add_argument("--keep-scratch", action="store_true", help="keep logs, stores, configs")
@@ -168,6 +182,19 @@ def start(stack: ExitStack, scratch: Path) -> tuple[RedisServer, MotoS3, Dovecot
     return redis_server, moto, dovecot
 
 
+def scaling_sections(bench: Bench, ours: Ours, redis_url: str) -> list[Target]:
+    """Targets 3b, 5 and 4 of issue 6: RSS vs mailbox size, a kept mailbox, many accounts."""
+    sections = set(bench.args.sections.split(","))
+    goals = []
+    if "rss" in sections:
+        goals.append(rss_section(bench, ours))
+    if "kept" in sections:
+        goals += kept_section(bench, ours, 20_000 if bench.args.quick else 100_000)
+    if "accounts" in sections:
+        goals += accounts_section(bench, redis_url)
+    return goals
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools()
@@ -175,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     say("building corpora (cached in OUT/corpus after the first run) ...")
-    all_corpora = {k: c.build(out / "corpus") for k, c in corpora(args.quick).items()}
+    wanted = corpora(args.quick, sections)
+    all_corpora = {k: c.build(out / "corpus") for k, c in wanted.items()}
     scratch = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     scratch.chmod(0o755)  # getmail runs as nobody; Dovecot's users must traverse it
     (scratch / "logs").mkdir()
@@ -204,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             memory = memory_section(bench, ours) if "memory" in sections else None
             if "latency" in sections:
                 latency_section(bench, ours, user, password)
-            goals = targets(bench, memory)
+            goals = targets(bench, memory) + scaling_sections(bench, ours, redis_server.url)
             if args.profile:
                 bench.meta["profile"] = profile_poll(
                     bench, ours, all_corpora["main"], out / "profile"
@@ -228,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpora": {k: c.describe() for k, c in all_corpora.items()},
         "targets": [t.as_dict() for t in goals],
         "rows": [{**asdict(r), "msg_s": r.msg_s, "mb_s": r.mb_s} for r in bench.rows],
+        "extra": bench.extra,
         "runs": [asdict(r) for r in bench.runs],
     }
     (out / f"bench-{mode}.json").write_text(json.dumps(result, indent=1) + "\n")

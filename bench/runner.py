@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.contenders import Contender
 from bench.corpus import Corpus, Mailbox
@@ -28,6 +29,7 @@ class Bench:
     runs: list[Run] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     meta: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # sections with their own report
 
     def run_one(
         self, section: str, contender: Contender, corpus: Corpus, port: int, *, rep: int, warm: bool

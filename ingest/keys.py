@@ -31,6 +31,7 @@ keys in one Redis Cluster slot):
     ingest:{schedule}:intervals hash  account -> interval (seconds)
     ingest:{schedule}:digest    string  digest of the configured (account, interval) list
     ingest:{schedule}:tick      string  unix time of the dispatcher's latest tick (readiness)
+    ingest:{schedule}:failures  hash  account -> failed polls in a row (backoff; gone on success)
 """
 
 from __future__ import annotations
@@ -181,3 +182,4 @@ def event_stats_key(account: str) -> str:
 
 
 DISPATCH_TICK_KEY = "ingest:{schedule}:tick"
+FAILURES_KEY = "ingest:{schedule}:failures"

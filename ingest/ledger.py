@@ -48,6 +48,22 @@ def decode(value: bytes | str) -> LedgerRecord:
     return LedgerRecord(**data)
 
 
+_STATES = {state.value: state for state in State}
+
+
+def decode_many(values: Sequence[bytes | str]) -> list[LedgerRecord]:
+    """Decode many records with one JSON parse (a 100,000-UIDL lookup is one call, not
+    100,000): the same records as ``decode`` of each."""
+    if not values:
+        return []
+    blob = b"[" + b",".join(v if isinstance(v, bytes) else v.encode() for v in values) + b"]"
+    out = []
+    for data in json.loads(blob):
+        data["state"] = _STATES[data["state"]]
+        out.append(LedgerRecord(**data))
+    return out
+
+
 class RedisLedger:
     """The ledger of one account, writing under the poll's lock token."""
 
@@ -72,7 +88,9 @@ class RedisLedger:
         except redis.RedisError as err:
             raise TransientError(f"redis unavailable reading the ledger: {err}") from err
         values = results[0] if uidls else []
-        found = {u: decode(v) for u, v in zip(uidls, values, strict=True) if v is not None}
+        present = [(u, v) for u, v in zip(uidls, values, strict=True) if v is not None]
+        records = decode_many([v for _, v in present])
+        found = dict(zip([u for u, _ in present], records, strict=True))
         return found, int(results[-1])
 
     def all_records(self) -> dict[str, LedgerRecord]:

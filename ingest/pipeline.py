@@ -45,6 +45,8 @@ from ingest.parse import parse_message
 from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.spool import Spool
 
+_MARK_CHUNK = 1000  # UIDLs per read-back and write of the ``deleted`` marks after QUIT
+
 StoredHook = Callable[[StoredMessage], None]
 """Called in a store thread once a message's objects are in, before its ``stored`` mark."""
 
@@ -113,7 +115,7 @@ class _Poll:
         self.report.listed = len(entries)
         records, total = self.ledger.lookup([e.uidl for e in entries])
         self.report.pruned = self._prune({e.uidl for e in entries}, len(records), total)
-        marked: dict[int, tuple[str, LedgerRecord]] = {}
+        marked: dict[int, str] = {}
         fetch = self._triage(entries, records, marked)
         self._fetch_and_store(fetch, records, marked)
         self._warn_if_rekeyed()
@@ -126,7 +128,7 @@ class _Poll:
         self,
         entries: list[MailboxEntry],
         records: dict[str, LedgerRecord],
-        marked: dict[int, tuple[str, LedgerRecord]],
+        marked: dict[int, str],
     ) -> list[MailboxEntry]:
         """What to fetch; messages stored in an earlier session are DELEd right away."""
         fetch = []
@@ -140,7 +142,7 @@ class _Poll:
                 self._delete(entry, known, marked)
         return fetch
 
-    def _commit(self, marked: dict[int, tuple[str, LedgerRecord]]) -> PollReport:
+    def _commit(self, marked: dict[int, str]) -> PollReport:
         """QUIT, then mark ``deleted`` what the server accepted to delete."""
         failpoint("before_quit")
         self.session.commit()
@@ -149,10 +151,17 @@ class _Poll:
             marked.pop(number, None)
         self.log.info("poll.committed", deleted=len(marked))
         self.report.deleted = len(marked)
-        self.ledger.put({u: replace(r, state=State.DELETED) for u, r in marked.values()})
+        self._mark_deleted(list(marked.values()))
         failpoint("after_mark_deleted")
         self.report.outcome = "ok"
         return self.report
+
+    def _mark_deleted(self, uidls: list[str]) -> None:
+        """After QUIT: mark ``deleted``, a chunk at a time, reading each record back from
+        the ledger (holding every record until QUIT made memory grow with the mailbox)."""
+        for i in range(0, len(uidls), _MARK_CHUNK):
+            found, _ = self.ledger.lookup(uidls[i : i + _MARK_CHUNK])
+            self.ledger.put({u: replace(r, state=State.DELETED) for u, r in found.items()})
 
     def _oversize(self, entry: MailboxEntry) -> bool:
         """LIST sizes decide before download: too large a message stays on the server."""
@@ -212,14 +221,12 @@ class _Poll:
             and message_id_of(header_block(raw.head())) == known.message_id
         )
 
-    def _delete(
-        self, entry: MailboxEntry, record: LedgerRecord, marked: dict[int, tuple[str, LedgerRecord]]
-    ) -> None:
+    def _delete(self, entry: MailboxEntry, record: LedgerRecord, marked: dict[int, str]) -> None:
         """DELE (in delete mode); a refused one is left out of the ledger's ``deleted`` marks."""
         if self._due(record):
             self.session.delete(entry)
             failpoint("after_dele")
-            marked[entry.number] = (entry.uidl, record)
+            marked[entry.number] = entry.uidl
 
     def _due(self, record: LedgerRecord) -> bool:
         """Whether a stored message is to be deleted now: in delete mode, at once or (with
@@ -231,7 +238,7 @@ class _Poll:
         self,
         fetch: list[MailboxEntry],
         records: dict[str, LedgerRecord],
-        marked: dict[int, tuple[str, LedgerRecord]],
+        marked: dict[int, str],
     ) -> None:
         """RETR (pipelined) while up to ``store_concurrency`` messages are being stored in
         worker threads; each is marked and DELEd here, in order, once its objects are in."""
@@ -285,7 +292,7 @@ class _Poll:
         entry: MailboxEntry,
         known: LedgerRecord | None,
         future: Future[_Done],
-        marked: dict[int, tuple[str, LedgerRecord]],
+        marked: dict[int, str],
     ) -> None:
         """In the poll's thread: record the outcome, mark ``stored``, then DELE."""
         done = future.result()

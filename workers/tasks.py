@@ -7,6 +7,7 @@ Task arguments carry account names only, never a secret.
 from __future__ import annotations
 
 import random
+import time
 from functools import cache
 from typing import Any
 
@@ -15,10 +16,11 @@ import structlog
 from celery import Task
 
 from ingest import health
+from ingest.config import Settings
 from ingest.delivery import account_sinks, deliver_account
 from ingest.errors import ConfigError, IngestError, PermanentError, TransientError
 from ingest.interfaces import BlobStore
-from ingest.schedule import Schedule
+from ingest.schedule import Schedule, schedule_digest
 from ingest.service import poll_account as run_poll
 from ingest.service import redis_client
 from ingest.store import open_store
@@ -40,6 +42,38 @@ def _store() -> BlobStore:
     return open_store(settings.storage)
 
 
+@cache
+def _schedule() -> Schedule:
+    """The shared due-time table, through this process's Redis client."""
+    return Schedule(_redis())
+
+
+_TABLE: dict[str, Any] = {}
+
+
+def _table(current: Settings) -> tuple[str, dict[str, int]]:
+    """The config's schedule digest and account -> interval map, computed once per loaded
+    config (a reload makes a new one): a tick's cost grows with due accounts only."""
+    if _TABLE.get("settings") is not current:
+        intervals = {a.name: a.interval for a in current.accounts}
+        _TABLE.update(
+            settings=current, digest=schedule_digest(current.accounts), intervals=intervals
+        )
+    return _TABLE["digest"], _TABLE["intervals"]
+
+
+def _record_outcome(name: str, failed: bool) -> None:
+    """Back the account off after a failure, reset its backoff after a completed poll."""
+    try:
+        if failed:
+            delay = _schedule().failed(name)
+            log.warning("poll.backed_off", account=name, next_in_seconds=delay)
+        else:
+            _schedule().succeeded(name)
+    except TransientError as err:  # the poll's own outcome matters more than this
+        log.warning("schedule.not_updated", account=name, error=str(err))
+
+
 def backoff(retries: int, cap: float) -> float:
     """Exponential backoff with full jitter: 5 s, 10 s, 20 s ... never above ``cap``."""
     return random.uniform(0, min(cap, 5.0 * 2**retries))  # noqa: S311 - jitter, not crypto
@@ -59,15 +93,22 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
         report = run_poll(current, name, client=_redis(), store=_store())
     except TransientError as err:
         account = current.account(name)
+        if self.request.retries >= MAX_RETRIES:
+            log.error("poll.gave_up", account=name, error=str(err))
+            _record_outcome(name, failed=True)
+            raise
         log.warning("poll.retry", account=name, error=str(err), retries=self.request.retries)
         raise self.retry(
             exc=err, countdown=backoff(self.request.retries, account.interval)
         ) from err
     except (PermanentError, ConfigError) as err:
         log.error("poll.permanent_failure", account=name, error=str(err), kind=type(err).__name__)
+        _record_outcome(name, failed=True)
         return {"account": name, "outcome": "failed", "error": str(err)}
     finally:
         structlog.contextvars.unbind_contextvars("task_id")
+    if report.outcome in ("ok", "partial"):
+        _record_outcome(name, failed=False)
     if report.fetched and account_sinks(current, current.account(name)):
         deliver_events.apply_async(args=[name], expires=current.events_interval * 4)
     return {"account": name, "outcome": report.outcome, "stored": report.stored}
@@ -75,16 +116,31 @@ def poll_account(self: Task, name: str) -> dict[str, Any]:
 
 @app.task(name="ingest.dispatch")
 def dispatch() -> list[str]:
-    """Enqueue a poll for every due account (atomic claim, safe with two beats)."""
+    """Enqueue a poll for every due account (atomic claim, safe with two beats).
+
+    Two Redis round trips per tick (digest check, claim; one more claim per further batch of
+    ``Schedule.batch``), then one publish per due account.
+    """
+    started = time.perf_counter()
     current = config.current(force=True)  # once per tick: added, changed, removed accounts
-    schedule = Schedule(_redis())
-    schedule.sync(current.accounts)
-    due = schedule.claim_due()
+    digest, intervals = _table(current)
+    schedule = _schedule()
+    schedule.sync(current.accounts, digest=digest)
+    due: list[str] = []
+    with app.producer_or_acquire() as producer:  # one producer for the tick's publishes
+        while True:  # in batches: more than ``batch`` due accounts take more than one claim
+            batch = schedule.claim_due()
+            for name in batch:
+                poll_account.apply_async(
+                    args=[name], expires=intervals.get(name, 60), producer=producer
+                )
+            due += batch
+            if len(batch) < schedule.batch:
+                break
     health.record_tick(_redis())  # readiness: the dispatcher ticked and claimed
-    for name in due:
-        poll_account.apply_async(args=[name], expires=current.account(name).interval)
     if due:
-        log.info("dispatch.enqueued", accounts=len(due))
+        seconds = round(time.perf_counter() - started, 6)
+        log.info("dispatch.enqueued", accounts=len(due), seconds=seconds)
     return due
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -177,8 +176,12 @@ def test_two_beats_never_double_dispatch(
     env = {password_env("support"): mail_user.password}
     worker = CeleryProcess("worker", cfg, tmp_path / "w.log", "--concurrency", "2", env=env)
     beats = [CeleryProcess("beat", cfg, tmp_path / f"b{i}.log", env=env) for i in (1, 2)]
-    with worker, beats[0], beats[1]:
-        time.sleep(9)
+
+    def enqueued() -> int:
+        return worker.log_path.read_text().count('"dispatch.enqueued"')
+
+    with worker, beats[0], beats[1]:  # the first claim comes within an interval (its phase)
+        wait_until(lambda: enqueued() >= 3, 60, [worker.log_path])
     log = worker.log_path.read_text()
     claims = [  # when a dispatcher enqueued the account: the claim is atomic in Redis
         datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()

@@ -1,4 +1,4 @@
-"""The Redis ledger, lock and schedule against a real redis-server (and the fake, by contract)."""
+"""The Redis ledger and lock against a real redis-server (and the fake, by contract)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import redis
 from fakes import MemoryLedger
 
 from ingest import keys
-from ingest.config import AccountConfig
 from ingest.errors import LockLost
 from ingest.interfaces import Ledger
 from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
 from ingest.model import LedgerRecord, State
-from ingest.schedule import Schedule
 
 REC = LedgerRecord(State.STORED, "a" * 64, 10, "raw/k", "json/k", 1.0)
 
@@ -91,28 +89,3 @@ def test_lock_is_renewed_while_held(client: redis.Redis) -> None:
     lock.check()
     assert client.get(keys.lock_key("acct")).decode() == lock.token
     lock.release()
-
-
-def _acct(name: str, interval: int) -> AccountConfig:
-    return AccountConfig(name=name, host="h", username="u", password_env="X", interval=interval)
-
-
-def test_schedule_claims_each_due_account_once(client: redis.Redis) -> None:
-    """Two dispatchers claiming at the same moment never get the same account."""
-    accounts = [_acct("a", 60), _acct("b", 120)]
-    one, two = Schedule(client), Schedule(client)
-    assert one.sync(accounts, now=100) and not two.sync(accounts, now=100)
-    claimed = one.claim_due(now=100) + two.claim_due(now=100)
-    assert sorted(claimed) == ["a", "b"]
-    assert one.claim_due(now=159) == [] and one.claim_due(now=160) == ["a"]
-    assert client.zscore(keys.SCHEDULE_KEY, "b") == 220
-
-
-def test_schedule_follows_config_changes(client: redis.Redis) -> None:
-    """Accounts removed from the config stop being scheduled; new ones are due at once."""
-    s = Schedule(client)
-    s.sync([_acct("a", 60), _acct("b", 60)], now=0)
-    s.claim_due(now=0)
-    assert s.sync([_acct("b", 60), _acct("c", 60)], now=10)
-    assert s.claim_due(now=10) == ["c"]
-    assert client.zscore(keys.SCHEDULE_KEY, "a") is None
