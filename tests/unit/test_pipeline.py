@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -353,3 +354,32 @@ def test_a_failing_hook_fails_the_message_and_it_is_retried() -> None:
     report = w.poll(hooks=(calls.append,))
     assert report.outcome == "ok" and w.drop.messages == {}
     assert calls[0] == "uid-0" and calls[1].uidl == "uid-0"
+
+
+def _oversize_world(policy: str) -> World:
+    """RAW[0] and a large message, with max_message_size between their LIST sizes."""
+    big = b"Subject: big\r\nMessage-ID: <big@x>\r\n\r\n" + b"x" * 500 + b"\r\n"
+    w = World(_drop(RAW[0], big))
+    w.plan = dataclasses.replace(w.plan, max_message_size=200, oversize=policy)
+    return w
+
+
+@pytest.mark.parametrize("policy", ["leave", "store_raw"])
+def test_oversize_policy_leaves_or_stores_raw_with_a_headers_only_json(policy: str) -> None:
+    """leave keeps a message over max_message_size on the server (reported); store_raw stores
+    it byte-exact with a headers-only JSON marked body-not-parsed-too-large, then deletes it."""
+    w = _oversize_world(policy)
+    report = w.poll()
+    assert report.outcome == "ok"
+    if policy == "leave":
+        assert report.stored == 1 and report.oversize == 1 and list(w.drop.messages) == ["uid-1"]
+        return
+    assert report.stored == 2 and report.oversize == 0 and report.deleted == 2
+    assert w.drop.messages == {}
+    big = next(r for r in w.ledger.records.values() if r.size > 200)
+    doc = json.loads(w.store.objects[big.json_key])
+    assert doc["subject"] == "big" and "body-not-parsed-too-large" in doc["defects"]
+    small = next(r for r in w.ledger.records.values() if r.size <= 200)
+    assert "body-not-parsed-too-large" not in json.loads(w.store.objects[small.json_key]).get(
+        "defects", []
+    )
