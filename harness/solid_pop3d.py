@@ -7,7 +7,7 @@ It serves a Maildir or an mbox named by a private config file (``-f``); the pack
 ``/etc/spop3d.conf`` is never read. Quirks, measured on 0.15-31:
 
 - RETR is the stored bytes with every LF made CRLF, a CR before it or not (see
-  :func:`as_solid_pop3`); a Maildir file must end in LF (see :func:`maildir_file`);
+  :func:`as_solid_pop3`); a Maildir file must end in LF (see :func:`harness.maildrop.maildir_file`);
 - mbox: ``>From `` lines stay quoted as stored, and the blank line that ends an mbox entry
   is served as part of the message;
 - UIDL is a hex MD5 digest; the UIDL response's first line is ``+OK `` with nothing after.
@@ -19,12 +19,11 @@ which is not installed by default). It needs root and the system user ``spop3d``
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 from harness.dovecot import MailUser
 from harness.inetd import InetdPop3
+from harness.maildrop import deliver_maildir, maildir_count, maildir_file, make_maildir
 from harness.mailutils import mbox_entry
 from harness.system_users import SystemUsers, missing_as_root
 
@@ -43,17 +42,6 @@ _CONFIG = """\
 \tAutoLogoutTime\t5m
 </Global>
 """
-
-
-def maildir_file(raw: bytes) -> bytes:
-    """``raw`` as an MDA writes it into a Maildir: LF line ends, a final LF.
-
-    solid-pop3d turns every LF of a Maildir file into CRLF (a stored CRLF is served as
-    CR CR LF) and refuses the whole mailbox (``-ERR message is damaged`` at PASS) when one
-    file does not end in LF.
-    """
-    text = raw.replace(b"\r\n", b"\n")
-    return text if text.endswith(b"\n") else text + b"\n"
 
 
 def as_solid_pop3(raw: bytes, kind: str) -> bytes:
@@ -106,8 +94,7 @@ class SolidPop3d(InetdPop3):
         user = self._users.add(password)
         home = self.mail_root / user.name
         if self.kind == "maildir":
-            for sub in ("Maildir", "Maildir/new", "Maildir/cur", "Maildir/tmp"):
-                SystemUsers.make_owned(home / sub, user.name, directory=True)
+            make_maildir(home / "Maildir", user.name)
         else:
             SystemUsers.make_owned(home / "mbox", user.name, mode=0o600)
         if apop_secret:
@@ -123,14 +110,11 @@ class SolidPop3d(InetdPop3):
             with (home / "mbox").open("ab") as handle:
                 handle.write(mbox_entry(raw))
             return
-        name = f"{time.time_ns()}.P{os.getpid()}.ingest"
-        tmp = SystemUsers.make_owned(home / "Maildir/tmp" / name, user, mode=0o600)
-        tmp.write_bytes(maildir_file(raw))
-        tmp.rename(home / "Maildir/new" / name)
+        deliver_maildir(home / "Maildir", raw, user)
 
     def message_count(self, user: str) -> int:
         home = self.mail_root / user
         if self.kind == "maildir":
-            return sum(len(list((home / "Maildir" / sub).iterdir())) for sub in ("new", "cur"))
+            return maildir_count(home / "Maildir")
         data = (home / "mbox").read_bytes()
         return data.startswith(b"From ") + data.count(b"\n\nFrom ")

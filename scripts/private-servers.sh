@@ -5,8 +5,11 @@
 # they link that a default system lacks. Used by the interoperability tests (harness/*.py):
 #   popa3d       .deps/popa3d
 #   solid-pop3d  .deps/solid-pop3d   (+ liblockfile1)
-#   courier-pop  .deps/courier       (+ courier-base, courier-authlib, courier-authdaemon)
-#   cyrus-pop3d  .deps/cyrus         (+ cyrus-common and its libraries)
+#   courier-pop  .deps/courier       (+ courier-base, courier-authlib, courier-authdaemon,
+#                                     libcourier-unicode4 libidn12 libltdl7)
+#   cyrus-pop3d  .deps/cyrus         (+ cyrus-common, the libraries it links that are not
+#                                     always installed: libical3 libpcre3 libxapian30 libwrap0;
+#                                     sasl2-bin for saslpasswd2)
 # Idempotent. The servers also need system users and directories, which only root can
 # make; without root this says so and the tests that need them skip, saying why.
 set -eu
@@ -41,6 +44,10 @@ unpack() { # unpack DIR MARKER PKG...: unless DIR/MARKER exists, unpack every PK
 
 unpack popa3d usr/sbin/popa3d popa3d
 unpack solid-pop3d usr/sbin/solid-pop3d solid-pop3d liblockfile1
+unpack courier usr/lib/courier/courier/courierpop3login \
+    courier-pop courier-base courier-authlib courier-authdaemon libcourier-unicode4 libidn12 libltdl7
+unpack cyrus usr/lib/cyrus/bin/pop3d \
+    cyrus-pop3d cyrus-common libical3 libpcre3 libxapian30 libwrap0 sasl2-bin
 
 if [ "$(id -u)" != 0 ]; then
     echo "popa3d, solid-pop3d, courier and cyrus tests need root (system users); they will say so and not run" >&2
@@ -50,3 +57,7 @@ getent passwd popa3d >/dev/null || adduser --quiet --system --group --no-create-
 mkdir -p /var/lib/popa3d
 getent passwd spop3d >/dev/null ||
     adduser --quiet --system --no-create-home --home /var/lib/solid-pop3d --ingroup mail spop3d
+getent passwd courier >/dev/null ||
+    adduser --quiet --system --group --no-create-home --home /var/lib/courier courier
+getent passwd cyrus >/dev/null ||
+    adduser --quiet --system --ingroup mail --no-create-home --home /var/lib/cyrus cyrus

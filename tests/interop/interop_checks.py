@@ -13,8 +13,11 @@ import contextlib
 import hashlib
 import json
 import poplib
+import shutil
 import ssl
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +58,20 @@ class Server(Protocol):
     def deliver(self, user: str, raw: bytes) -> None: ...
     def message_count(self, user: str) -> int: ...
     def wait_idle(self, timeout: float = 10.0) -> None: ...
+
+
+@contextlib.contextmanager
+def private_server(missing: str, prefix: str, make: Callable[[Path], Any]) -> Iterator[Any]:
+    """``make(workdir)`` started in a fresh mkdtemp workdir (traversable by the sessions'
+    users, unlike pytest's tmp_path), stopped and removed after; skip saying ``missing``."""
+    if missing:
+        pytest.skip(missing)
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with make(workdir) as server:
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def account_for(server: Server, user: MailUser, security: str, **extra: Any) -> dict[str, Any]:
@@ -118,7 +135,14 @@ def served(server: Server, user: MailUser, security: str) -> list[tuple[str | No
 
 
 def _poll(cfg: Path, password: str, name: str = "support") -> str:
-    result = run_cli(cfg, "poll", name, env={password_env(name): password}, timeout=300)
+    """`ingest poll`, again while it is deferred (exit 75) by the LOGIN-DELAY the server
+    announced at the last login (Courier: 10 s); it must then succeed."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = run_cli(cfg, "poll", name, env={password_env(name): password}, timeout=300)
+        if result.returncode != 75 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

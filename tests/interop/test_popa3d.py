@@ -8,8 +8,6 @@ fields, so each message gets a distinct Message-ID here.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from interop_checks import (
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
+    private_server,
     served,
 )
 from support import password_env, run_cli, write_config
@@ -29,15 +28,8 @@ from harness.popa3d import Popa3d, missing_prerequisites
 
 @pytest.fixture(scope="module")
 def popa3d() -> Iterator[Popa3d]:
-    missing = missing_prerequisites()
-    if missing:
-        pytest.skip(missing)
-    workdir = Path(tempfile.mkdtemp(prefix="ingest-popa3d-"))
-    try:
-        with Popa3d(workdir) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_server(missing_prerequisites(), "ingest-popa3d-", Popa3d) as server:
+        yield server
 
 
 def test_poll_stores_what_popa3d_serves_and_empties_the_mailbox(

@@ -3,8 +3,7 @@ USER/PASS against PAM and APOP, serving a Maildir or an mbox (``harness.solid_po
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from interop_checks import (
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
+    private_server,
 )
 
 from harness import MotoS3
@@ -22,15 +22,10 @@ from harness.solid_pop3d import SolidPop3d, as_solid_pop3, missing_prerequisites
 
 @pytest.fixture(scope="module", params=["maildir", "mailbox"])
 def solid(request: pytest.FixtureRequest) -> Iterator[SolidPop3d]:
-    missing = missing_prerequisites()
-    if missing:
-        pytest.skip(missing)
-    workdir = Path(tempfile.mkdtemp(prefix="ingest-solid-"))
-    try:
-        with SolidPop3d(workdir, kind=request.param) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    kind = request.param
+    make = functools.partial(SolidPop3d, kind=kind)
+    with private_server(missing_prerequisites(), f"ingest-solid-{kind}-", make) as server:
+        yield server
 
 
 def test_poll_stores_every_message_exactly_as_served_and_empties_the_drop(
