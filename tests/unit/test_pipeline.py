@@ -383,3 +383,24 @@ def test_oversize_policy_leaves_or_stores_raw_with_a_headers_only_json(policy: s
     assert "body-not-parsed-too-large" not in json.loads(w.store.objects[small.json_key]).get(
         "defects", []
     )
+
+
+def _undercounting_poll(w: World, **faults: int):
+    """A poll whose LIST reports 13 octets fewer than RETR returns, as GNU Mailutils pop3d
+    does (it leaves its added X-UIDL field out of LIST and STAT)."""
+    w.session = w.drop.session(**faults)
+    w.session.entries = [dataclasses.replace(e, size=e.size - 13) for e in w.session.entries]
+    return poll(w.plan, w.session, w.ledger, w.store, w.guard, clock=lambda: w.now)
+
+
+def test_list_sizes_that_differ_from_retr_bytes_break_nothing() -> None:
+    """LIST sizes are only compared with earlier LIST sizes: under-counted ones still store
+    every message exactly, and after a lost QUIT the next poll DELEs without refetching."""
+    w = World(_drop())
+    with pytest.raises(TransientError):
+        _undercounting_poll(w, fail_quit=1)
+    assert sorted(w.raw_objects().values()) == sorted(RAW)
+    assert {r.size for r in w.ledger.records.values()} == {len(r) - 13 for r in RAW}
+    report = _undercounting_poll(w)
+    assert w.session.retrieved_uidls == [] and report.deleted == 3 and w.drop.messages == {}
+    assert len(w.store.objects) == 6
