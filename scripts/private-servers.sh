@@ -10,6 +10,7 @@
 #   cyrus-pop3d  .deps/cyrus         (+ cyrus-common, the libraries it links that are not
 #                                     always installed: libical3 libpcre3 libxapian30 libwrap0;
 #                                     sasl2-bin for saslpasswd2)
+#   mailfront    .deps/mailfront     (+ libbg2, libcvm1, cvm for cvm-pwfile)
 # Idempotent. The servers also need system users and directories, which only root can
 # make; without root this says so and the tests that need them skip, saying why.
 set -eu
@@ -48,9 +49,10 @@ unpack courier usr/lib/courier/courier/courierpop3login \
     courier-pop courier-base courier-authlib courier-authdaemon libcourier-unicode4 libidn12 libltdl7
 unpack cyrus usr/lib/cyrus/bin/pop3d \
     cyrus-pop3d cyrus-common libical3 libpcre3 libxapian30 libwrap0 sasl2-bin
+unpack mailfront usr/sbin/pop3front-auth mailfront libbg2 libcvm1 cvm
 
 if [ "$(id -u)" != 0 ]; then
-    echo "popa3d, solid-pop3d, courier and cyrus tests need root (system users); they will say so and not run" >&2
+    echo "the popa3d, solid-pop3d, courier, cyrus and mailfront tests need root (system users); they will say so and not run" >&2
     exit 0
 fi
 getent passwd popa3d >/dev/null || adduser --quiet --system --group --no-create-home popa3d
