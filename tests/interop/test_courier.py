@@ -12,6 +12,7 @@ from interop_checks import (
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
+    corpus_sample,
     endpoint_for,
     private_server,
 )
@@ -42,11 +43,12 @@ def test_poll_stores_every_message_exactly_as_served_and_empties_the_maildir(
 ) -> None:
     """Each message is stored once, byte for byte as RETR serves it (the Maildir file with
     CRLF line ends), the Maildir is emptied, and a later poll adds nothing."""
+    messages = MESSAGES + corpus_sample()
     got = check_stores_exactly_and_empties(
         tmp_path, courier, courier.add_user(), security, s3=s3_server, bucket=bucket,
-        redis_url=redis_url,
+        redis_url=redis_url, messages=messages,
     )  # fmt: skip
-    expected = [maildir_file(raw).replace(b"\n", b"\r\n") for raw in MESSAGES]
+    expected = [maildir_file(raw).replace(b"\n", b"\r\n") for raw in messages]
     assert sorted(raw for _, raw in got) == sorted(expected)
 
 

@@ -12,6 +12,7 @@ from interop_checks import (
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
+    corpus_sample,
     private_server,
 )
 
@@ -30,11 +31,12 @@ def test_poll_stores_every_message_exactly_as_served_and_empties_the_maildir(
 ) -> None:
     """Each message is stored once, byte for byte as RETR serves it (with the empty line
     pop3front adds), the Maildir is emptied, and a second poll adds nothing."""
+    messages = MESSAGES + corpus_sample()
     got = check_stores_exactly_and_empties(
         tmp_path, mailfront, mailfront.add_user(), "plain", s3=s3_server, bucket=bucket,
-        redis_url=redis_url,
+        redis_url=redis_url, messages=messages,
     )  # fmt: skip
-    assert sorted(raw for _, raw in got) == sorted(as_mailfront_pop3(raw) for raw in MESSAGES)
+    assert sorted(raw for _, raw in got) == sorted(as_mailfront_pop3(raw) for raw in messages)
 
 
 def test_keep_mode_second_poll_fetches_nothing(

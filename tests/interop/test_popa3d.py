@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from interop_checks import (
+    MESSAGES,
     account_for,
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
+    corpus_sample,
     private_server,
     served,
 )
@@ -38,7 +40,7 @@ def test_poll_stores_what_popa3d_serves_and_empties_the_mailbox(
     """Every message lands as RETR returns it, the mbox is emptied, a second poll adds nothing."""
     check_stores_exactly_and_empties(
         tmp_path, popa3d, popa3d.add_user(), "plain", s3=s3_server, bucket=bucket,
-        redis_url=redis_url,
+        redis_url=redis_url, messages=MESSAGES + corpus_sample(),
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from interop_checks import (
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
+    corpus_sample,
     private_server,
 )
 
@@ -34,10 +35,12 @@ def test_poll_stores_every_message_exactly_as_served_and_empties_the_drop(
     """Each message is stored once, byte for byte as RETR serves it (as_solid_pop3), the
     drop is emptied, and a second poll adds nothing."""
     user = solid.add_user()
+    messages = MESSAGES + corpus_sample()
     got = check_stores_exactly_and_empties(
-        tmp_path, solid, user, "plain", s3=s3_server, bucket=bucket, redis_url=redis_url
-    )
-    assert sorted(raw for _, raw in got) == sorted(as_solid_pop3(r, solid.kind) for r in MESSAGES)
+        tmp_path, solid, user, "plain", s3=s3_server, bucket=bucket, redis_url=redis_url,
+        messages=messages,
+    )  # fmt: skip
+    assert sorted(raw for _, raw in got) == sorted(as_solid_pop3(r, solid.kind) for r in messages)
 
 
 def test_keep_mode_second_poll_fetches_nothing(
