@@ -100,8 +100,11 @@ def account_for(server: Server, user: MailUser, security: str, **extra: Any) -> 
 
 
 @contextlib.contextmanager
-def _poplib(server: Server, user: MailUser, security: str) -> Iterator[poplib.POP3]:
-    """A logged-in poplib session (long lines allowed); QUIT at the end."""
+def _poplib(
+    server: Server, user: MailUser, security: str, utf8: bool = True
+) -> Iterator[poplib.POP3]:
+    """A logged-in poplib session (long lines allowed; RFC 6856 UTF8 mode when offered,
+    unless ``utf8`` is false); QUIT at the end."""
     context = ssl.create_default_context(cafile=server.ca_file) if server.ca_file else None
     saved, poplib._MAXLINE = poplib._MAXLINE, 1 << 24  # type: ignore[attr-defined]
     try:
@@ -112,6 +115,8 @@ def _poplib(server: Server, user: MailUser, security: str) -> Iterator[poplib.PO
             pop = poplib.POP3("localhost", port, timeout=20)
         if security == "starttls":
             pop.stls(context)
+        if utf8 and "UTF8" in _capabilities(pop):
+            pop.utf8()
         try:
             pop.user(user.name)
             pop.pass_(user.password)
@@ -123,9 +128,18 @@ def _poplib(server: Server, user: MailUser, security: str) -> Iterator[poplib.PO
     server.wait_idle()
 
 
-def served(server: Server, user: MailUser, security: str) -> list[tuple[str | None, bytes]]:
+def _capabilities(pop: poplib.POP3) -> dict[str, list[str]]:
+    try:
+        return pop.capa()
+    except poplib.error_proto:  # no CAPA (popa3d, solid-pop3d)
+        return {}
+
+
+def served(
+    server: Server, user: MailUser, security: str, utf8: bool = True
+) -> list[tuple[str | None, bytes]]:
     """(UIDL or None, RETR bytes with CRLF lines, dot-unstuffed) of each message; RSET."""
-    with _poplib(server, user, security) as pop:
+    with _poplib(server, user, security, utf8) as pop:
         count = pop.stat()[0]
         try:
             uidls = [line.decode().split()[1] for line in pop.uidl()[1]]

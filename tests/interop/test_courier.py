@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 from interop_checks import (
     MESSAGES,
+    account_for,
     check_keep_mode,
     check_stores_exactly_and_empties,
     check_wrong_password,
     corpus_sample,
     endpoint_for,
     private_server,
+    served,
 )
+from support import password_env, poll_until_unlocked, write_config
 
 from harness import MotoS3
 from harness.courier import CourierPop3d, missing_prerequisites
@@ -77,3 +80,32 @@ def test_capabilities_announce_login_delay_and_stls(courier: CourierPop3d) -> No
         assert s.capabilities["LOGIN-DELAY"] == "10" and "UIDL" in s.capabilities
         s.reset_and_quit()
     courier.wait_idle()
+
+
+UTF8_HEADERS = (
+    "From: Jürgen Müller <jürgen@exämple.de>\nSubject: Grüße, 日本語\n"
+    "Message-ID: <utf8@courier.test>\nContent-Type: text/plain; charset=utf-8\n\nHallo\n"
+).encode()
+
+
+def test_message_with_utf8_header_fields_is_ingested_as_stored(
+    tmp_path: Path, courier: CourierPop3d, redis_url: str
+) -> None:
+    """Regression: without RFC 6856 UTF8 Courier serves a message with UTF-8 header fields as
+    a "Cannot display Unicode content" notice with a per-session boundary; our client
+    enables UTF8, stores the message itself once, and a second poll stores nothing."""
+    user = courier.add_user()
+    courier.deliver(user.name, UTF8_HEADERS)
+    ((_, notice),) = served(courier, user, "plain", utf8=False)
+    assert b"Cannot display Unicode content" in notice
+    store = tmp_path / "store"
+    acct = account_for(courier, user, "starttls", delete="never")
+    cfg = write_config(tmp_path / "c.yaml", redis_url=redis_url, directory=store, accounts=[acct])
+    env = {password_env("support"): user.password}
+    assert "stored 1" in poll_until_unlocked(cfg, env)
+    courier.wait_idle()
+    (eml,) = store.rglob("*.eml")
+    assert eml.read_bytes() == maildir_file(UTF8_HEADERS).replace(b"\n", b"\r\n")
+    again = poll_until_unlocked(cfg, env)  # deferred (exit 75) until LOGIN-DELAY has passed
+    assert "fetched 0, stored 0" in again and "already stored 1" in again, again
+    assert len(list(store.rglob("*.eml"))) == 1
