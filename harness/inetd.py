@@ -11,12 +11,14 @@ import contextlib
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from harness.ports import free_port
-from harness.process import stop_process
+from harness.process import ServerStartError, stop_process
 
 
 class Inetd:
@@ -106,6 +108,82 @@ class Inetd:
             stop_process(child)
 
     def __enter__(self) -> Inetd:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_pop3(inetd: Inetd, what: str, timeout: float = 10.0) -> None:
+    """Start ``inetd`` and wait until a connection gets a POP3 greeting (``+OK``)."""
+    from harness.dovecot import pop3_greets  # noqa: PLC0415 - dovecot imports much more
+
+    inetd.start()
+    deadline = time.monotonic() + timeout
+    while not pop3_greets(inetd.host, inetd.port, timeout=2):
+        if time.monotonic() > deadline:
+            inetd.stop()
+            raise ServerStartError(f"{what} on port {inetd.port} sends no greeting")
+        time.sleep(0.1)
+
+
+class InetdPop3:
+    """Base of a POP3 server run per connection by an :class:`Inetd` on ``pop3_port``.
+
+    Plain POP3 only unless a subclass says otherwise (``pop3s_port`` is then the same port).
+    Subclasses give ``what``, ``argv`` and ``log_path`` to ``__init__`` and may override
+    :meth:`missing` (why it cannot run), :meth:`prepare` (before the first connection) and
+    :meth:`cleanup` (after the last).
+    """
+
+    host = "127.0.0.1"
+    security_modes: tuple[str, ...] = ("plain",)
+    ca_file: Path | None = None
+
+    def __init__(self, what: str, argv: Sequence[str], log_path: Path) -> None:
+        self.what = what
+        self._inetd = Inetd(argv, log_path)
+
+    @property
+    def pop3_port(self) -> int:
+        return self._inetd.port
+
+    @property
+    def pop3s_port(self) -> int:
+        return self._inetd.port
+
+    def missing(self) -> str:
+        return ""
+
+    def prepare(self) -> None:
+        """Write configuration, make directories: whatever sessions need."""
+
+    def cleanup(self) -> None:
+        """Remove what :meth:`prepare` and the tests made outside the workdir."""
+
+    def start(self) -> Self:
+        missing = self.missing()
+        if missing:
+            raise ServerStartError(missing)
+        self.prepare()
+        start_pop3(self._inetd, self.what)
+        return self
+
+    def stop(self) -> None:
+        """Stop the accept loop and every session, then :meth:`cleanup`. Idempotent."""
+        self._inetd.stop()
+        self.cleanup()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every session has ended (servers apply deletions at QUIT)."""
+        self._inetd.wait_idle(timeout)
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -254,6 +254,12 @@ class MailutilsPop3d:
         stop_process(self._proc)
         terminate_all(children | processes_titled("\0".join(self._argv) + "\0"))
 
+    security_modes = ("plain", "starttls", "tls")
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Nothing to wait for: a session holds the mbox's dotlock, which :meth:`deliver`
+        and :meth:`message_count` wait for."""
+
     def add_user(self, name: str, password: str) -> MailUser:
         """Add a user to the virtual domain; its login is ``NAME@mailutils.test``."""
         for value in (name, password):

@@ -165,6 +165,11 @@ class AccountConfig(_Frozen):
     max_message_size: int | None = Field(
         default=None, ge=1, description="bytes (LIST size); larger messages stay on the server"
     )
+    oversize: Literal["leave", "store_raw"] = Field(
+        default="leave",
+        description="above max_message_size: leave it on the server, or store it raw with a "
+        "headers-only JSON and delete it as usual",
+    )
     timeout: float = Field(default=60.0, gt=0, description="seconds per socket read")
     events: SinkList | None = Field(default=None, description="event sinks; None: the default")
 

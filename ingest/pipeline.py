@@ -66,6 +66,7 @@ class PollPlan:
     quarantine_after: int = 3
     parse_max_bytes: int = 25 * 1024 * 1024
     max_message_size: int | None = None  # larger messages are left on the server
+    oversize: str = "leave"  # or "store_raw": stored raw, headers-only JSON, then deleted
     ticket_pattern: str | None = None
     store_concurrency: int = 4  # messages stored at once (threads) while RETR goes on
     delete_after_seconds: float | None = None  # delete: after_days:N (kept on the server)
@@ -164,13 +165,26 @@ class _Poll:
             self.ledger.put({u: replace(r, state=State.DELETED) for u, r in found.items()})
 
     def _oversize(self, entry: MailboxEntry) -> bool:
-        """LIST sizes decide before download: too large a message stays on the server."""
+        """LIST sizes decide before download: too large a message stays on the server,
+        unless the ``store_raw`` policy has it fetched (see :meth:`_spec_for`)."""
+        if not self._too_large(entry):
+            return False
         limit = self.plan.max_message_size
-        if limit is None or entry.size <= limit:
+        if self.plan.oversize == "store_raw":
+            self.log.warning("message.oversize_raw", uidl=entry.uidl, size=entry.size, limit=limit)
             return False
         self.report.oversize += 1
         self.log.warning("message.oversize_left", uidl=entry.uidl, size=entry.size, limit=limit)
         return True
+
+    def _too_large(self, entry: MailboxEntry) -> bool:
+        limit = self.plan.max_message_size
+        return limit is not None and entry.size > limit
+
+    def _spec_for(self, entry: MailboxEntry) -> DocumentSpec:
+        """An oversize message (``store_raw``) gets a headers-only JSON, as above
+        ``parse_max_bytes``."""
+        return replace(self.spec, parse_max_bytes=0) if self._too_large(entry) else self.spec
 
     def _already_handled(self, entry: MailboxEntry, record: LedgerRecord | None) -> bool:
         """True for a quarantined message (left alone) or one stored in an earlier session
@@ -344,7 +358,8 @@ class _Poll:
         put = self.store.put(raw_key, msg.raw, "message/rfc822")
         storage = self.store.protection(raw_key) if isinstance(self.store, Protecting) else {}
         failpoint("after_raw_put")
-        doc = build_document(self.spec, msg.raw, msg.entry.uidl, self.store, self.parse)
+        spec = self._spec_for(msg.entry)
+        doc = build_document(spec, msg.raw, msg.entry.uidl, self.store, self.parse)
         self.store.put(json_key, document_body(doc), "application/json", must_match=False)
         failpoint("after_json_put")
         stored = StoredMessage(

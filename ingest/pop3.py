@@ -134,8 +134,21 @@ class Pop3Session(Pop3Wire):
     @pop3_timed("login")
     def login(self, creds: Credentials) -> None:
         """Authenticate with the configured method (see :mod:`ingest.pop3_auth`)."""
+        self._enable_utf8()
         authenticate(self, creds)
         self.capa()  # RFC 2449: capabilities (LOGIN-DELAY, EXPIRE) may change after login
+
+    def _enable_utf8(self) -> None:
+        """RFC 6856 UTF8 (AUTHORIZATION state only) when offered: we store raw bytes, so
+        messages with UTF-8 header fields must come as they are. Without it Courier serves
+        such a message as a "Cannot display Unicode content" notice whose MIME boundary
+        changes with every session, not the message. A refusal is logged, not fatal."""
+        if "UTF8" not in self.capabilities:
+            return
+        self._send(b"UTF8")
+        reply = self._readline()
+        if not reply.startswith(b"+OK"):
+            _log.warning("pop3.utf8_refused", reply=reply.decode("ascii", "replace")[:200])
 
     @pop3_timed("listing")
     def listing(self) -> list[MailboxEntry]:

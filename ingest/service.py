@@ -62,6 +62,7 @@ def plan_for(account: AccountConfig, settings: Settings) -> PollPlan:
         quarantine_after=settings.quarantine_after,
         parse_max_bytes=settings.parse_max_bytes,
         max_message_size=account.max_message_size,
+        oversize=account.oversize,
         ticket_pattern=account.ticket_pattern,
         store_concurrency=settings.store_concurrency,
         delete_after_seconds=(account.delete_after_days or 0) * 86400 or None,

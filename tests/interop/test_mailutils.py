@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
+from interop_checks import account_for, check_wrong_password
 from support import (
     account_entry,
     bucket_objects,
@@ -143,6 +144,31 @@ def test_password_is_not_sent_in_plaintext_unless_allowed(
         pass
     with open_session(_ep(mailutils, "plain", allow_plaintext=True), _creds(mu_user)) as s:
         assert not s.encrypted
+
+
+@pytest.mark.parametrize("security", ["plain", "starttls", "tls"])
+def test_poll_in_every_security_mode_stores_exactly_and_empties(
+    tmp_path: Path, mailutils: MailutilsPop3d, mu_user: MailUser, redis_url: str, security: str
+) -> None:
+    """Over plain, STLS and implicit TLS the poll stores as_mailutils_pop3 of the message
+    under its UIDL and empties the mbox."""
+    mailutils.deliver(mu_user.name, TRICKY)
+    store = tmp_path / "s"
+    acct = account_for(mailutils, mu_user, security)
+    cfg = write_config(tmp_path / "c.yaml", redis_url=redis_url, directory=store, accounts=[acct])
+    result = run_cli(cfg, "poll", "support", env={password_env("support"): mu_user.password})
+    assert result.returncode == 0, result.stderr[-3000:]
+    ((eml,), (doc,)) = list(store.rglob("*.eml")), list(store.rglob("*.json"))
+    assert eml.read_bytes() == as_mailutils_pop3(TRICKY, json.loads(doc.read_text())["uidl"])
+    assert mailutils.message_count(mu_user.name) == 0
+
+
+@pytest.mark.parametrize("security", ["plain", "starttls", "tls"])
+def test_wrong_password_in_every_mode_is_an_auth_error_naming_the_account(
+    tmp_path: Path, mailutils: MailutilsPop3d, mu_user: MailUser, redis_url: str, security: str
+) -> None:
+    """pop3d's refusal becomes AuthError for the named account; nothing is deleted."""
+    check_wrong_password(tmp_path, mailutils, mu_user, security, redis_url)
 
 
 def test_wrong_password_is_an_auth_error(mailutils: MailutilsPop3d, mu_user: MailUser) -> None:

@@ -110,3 +110,12 @@ def test_secrets_with_line_breaks_are_refused(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PW", "a\r\nDELE 1")
     with pytest.raises(ConfigError, match="CR, LF"):
         resolve_password(parse_settings(GOOD, "f").accounts[0])
+
+
+def test_oversize_policy_defaults_to_leave_and_rejects_unknown_values() -> None:
+    """oversize is leave unless set to store_raw; anything else names the key and choices."""
+    assert parse_settings(GOOD, "f").accounts[0].oversize == "leave"
+    acct = {**GOOD["accounts"][0], "oversize": "store_raw"}
+    assert parse_settings({**GOOD, "accounts": [acct]}, "f").accounts[0].oversize == "store_raw"
+    (problem,) = _problems({**GOOD, "accounts": [{**acct, "oversize": "drop"}]})
+    assert "accounts[0](support).oversize" in problem and "store_raw" in problem

@@ -427,3 +427,53 @@ def test_progress_counts_the_messages_to_fetch_as_they_are_handled() -> None:
     calls.clear()
     poll(w.plan, w.drop.session(), w.ledger, w.store, w.guard, progress=lambda *a: calls.append(a))
     assert calls == [(0, 0)]
+
+
+def _oversize_world(policy: str) -> World:
+    """RAW[0] and a large message, with max_message_size between their LIST sizes."""
+    big = b"Subject: big\r\nMessage-ID: <big@x>\r\n\r\n" + b"x" * 500 + b"\r\n"
+    w = World(_drop(RAW[0], big))
+    w.plan = replace(w.plan, max_message_size=200, oversize=policy)
+    return w
+
+
+@pytest.mark.parametrize("policy", ["leave", "store_raw"])
+def test_oversize_policy_leaves_or_stores_raw_with_a_headers_only_json(policy: str) -> None:
+    """leave keeps a message over max_message_size on the server (reported); store_raw stores
+    it byte-exact with a headers-only JSON marked body-not-parsed-too-large, then deletes it."""
+    w = _oversize_world(policy)
+    report = w.poll()
+    assert report.outcome == "ok"
+    if policy == "leave":
+        assert report.stored == 1 and report.oversize == 1 and list(w.drop.messages) == ["uid-1"]
+        return
+    assert report.stored == 2 and report.oversize == 0 and report.deleted == 2
+    assert w.drop.messages == {}
+    big = next(r for r in w.ledger.records.values() if r.size > 200)
+    doc = json.loads(w.store.objects[big.json_key])
+    assert doc["subject"] == "big" and "body-not-parsed-too-large" in doc["defects"]
+    small = next(r for r in w.ledger.records.values() if r.size <= 200)
+    assert "body-not-parsed-too-large" not in json.loads(w.store.objects[small.json_key]).get(
+        "defects", []
+    )
+
+
+def _undercounting_poll(w: World, **faults: int):
+    """A poll whose LIST reports 13 octets fewer than RETR returns, as GNU Mailutils pop3d
+    does (it leaves its added X-UIDL field out of LIST and STAT)."""
+    w.session = w.drop.session(**faults)
+    w.session.entries = [replace(e, size=e.size - 13) for e in w.session.entries]
+    return poll(w.plan, w.session, w.ledger, w.store, w.guard, clock=lambda: w.now)
+
+
+def test_list_sizes_that_differ_from_retr_bytes_break_nothing() -> None:
+    """LIST sizes are only compared with earlier LIST sizes: under-counted ones still store
+    every message exactly, and after a lost QUIT the next poll DELEs without refetching."""
+    w = World(_drop())
+    with pytest.raises(TransientError):
+        _undercounting_poll(w, fail_quit=1)
+    assert sorted(w.raw_objects().values()) == sorted(RAW)
+    assert {r.size for r in w.ledger.records.values()} == {len(r) - 13 for r in RAW}
+    report = _undercounting_poll(w)
+    assert w.session.retrieved_uidls == [] and report.deleted == 3 and w.drop.messages == {}
+    assert len(w.store.objects) == 6
