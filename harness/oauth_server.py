@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
-from harness.ports import free_port
+from harness.http_thread import ThreadedHttpServer
 
 
 @dataclass
@@ -85,15 +83,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class OAuthServer:
+class OAuthServer(ThreadedHttpServer):
     """Runs in a thread on 127.0.0.1:free port; ``grant()`` makes a refresh token."""
 
+    state: OAuthState
+
     def __init__(self, lifetime: float = 3600.0) -> None:
-        self.state = OAuthState(lifetime=lifetime)
-        self.port = free_port()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Handler, OAuthState(lifetime=lifetime))
 
     @property
     def token_url(self) -> str:
@@ -110,23 +106,3 @@ class OAuthServer:
 
     def revoke(self, refresh_token: str) -> None:
         self.state.grants[refresh_token].revoked = True
-
-    def start(self) -> OAuthServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> OAuthServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

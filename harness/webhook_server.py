@@ -8,13 +8,11 @@ Every POST is recorded (headers and body) in ``received`` when it was answered 2
 
 from __future__ import annotations
 
-import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 
-from harness.ports import free_port
+from harness.http_thread import ThreadedHttpServer
 from harness.tls import TlsFiles
 
 
@@ -59,18 +57,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-class WebhookServer:
+class WebhookServer(ThreadedHttpServer):
     """Runs in a thread; ``url`` is ``https://localhost:PORT/hook``."""
 
+    state: WebhookState
+
     def __init__(self, tls: TlsFiles) -> None:
-        self.state = WebhookState()
-        self.port = free_port()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Handler, WebhookState(), tls)
 
     @property
     def url(self) -> str:
@@ -94,23 +87,3 @@ class WebhookServer:
 
     def recover(self) -> None:
         self.fail_next(0)
-
-    def start(self) -> WebhookServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebhookServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
