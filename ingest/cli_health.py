@@ -7,17 +7,24 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
 import click
 
-from ingest import health, metrics
 from ingest.cli import CliContext, main
 from ingest.config import Settings
-from ingest.health import Check, Probe
+
+if TYPE_CHECKING:
+    from ingest.health import Check
+
+# ``ingest.health`` (and so ``metrics``) is imported by the commands themselves: it pulls in
+# redis, botocore and prometheus_client, which every other command would pay for at start-up.
 
 
 def _live(settings: Settings) -> Check:
     """Ask the local worker's ``/healthz`` (its event loop must be turning)."""
+    from ingest.health import Check  # noqa: PLC0415 - see above
+
     cfg = settings.metrics
     if not cfg.port:
         return Check("loop", False, "metrics.port is 0: the worker serves no /healthz to ask")
@@ -45,6 +52,8 @@ def health_cmd(obj: CliContext, only_live: bool, only_ready: bool, as_json: bool
     event loop turns; readiness checks Redis, the store and the dispatcher's heartbeat
     directly. Without a flag, both. Exit status: 0 all passed, 1 otherwise, 78 config error.
     """
+    from ingest.health import Probe  # noqa: PLC0415 - see above
+
     settings = obj.settings()
     checks: list[Check] = []
     if not only_ready:
@@ -77,6 +86,7 @@ def metrics_serve(obj: CliContext, address: str | None, port: int | None) -> Non
     With PROMETHEUS_MULTIPROC_DIR set, it shows what every process writing into that
     directory counted (`ingest poll` runs included). The directory is not cleared.
     """
+    from ingest import health, metrics  # noqa: PLC0415 - see above
     from ingest.metrics_http import start_server  # noqa: PLC0415 - keeps --help fast
 
     settings = obj.settings()
