@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import poplib
 import shutil
 import ssl
@@ -68,7 +69,14 @@ class Server(Protocol):
 @contextlib.contextmanager
 def private_server(missing: str, prefix: str, make: Callable[[Path], Any]) -> Iterator[Any]:
     """``make(workdir)`` started in a fresh mkdtemp workdir (traversable by the sessions'
-    users, unlike pytest's tmp_path), stopped and removed after; skip saying ``missing``."""
+    users, unlike pytest's tmp_path), stopped and removed after.
+
+    ``missing`` says why the server cannot run. Without root that is a skip (the servers
+    need system users); as root it is a failure, because `make test` (scripts/
+    private-servers.sh) unpacks every server first: a broken set-up must not pass silently.
+    """
+    if missing and os.geteuid() == 0:
+        pytest.fail(missing)
     if missing:
         pytest.skip(missing)
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
