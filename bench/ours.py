@@ -71,6 +71,7 @@ class Ours:
                 }
             ],
         }
+        data.update(json.loads(os.environ.get("INGEST_BENCH_SETTINGS") or "{}"))
         path = self.scratch / "ingest.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path

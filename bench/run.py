@@ -167,6 +167,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma list of: %(default)s",
     )
     ap.add_argument("--profile", action="store_true", help="cProfile one ingest poll")
+    ap.add_argument(
+        "--profile-corpus",
+        default="main",
+        help="the corpus --profile polls: main (the default), rss-large, latency, ...",
+    )
     ap.add_argument("--keep-scratch", action="store_true", help="keep logs, stores, configs")
     args = ap.parse_args(argv)
     if args.warmup is None:
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             goals = targets(bench, memory) + scaling_sections(bench, ours, redis_server.url)
             if args.profile:
                 bench.meta["profile"] = profile_poll(
-                    bench, ours, all_corpora["main"], out / "profile"
+                    bench, ours, all_corpora[args.profile_corpus], out / "profile"
                 )
             bench.meta["bench wall s"] = round(time.monotonic() - t0, 1)
             if code_fingerprint() != fingerprint:

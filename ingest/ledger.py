@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 
 import redis
 
@@ -36,8 +36,11 @@ return 1
 """
 
 
+_FIELDS = tuple(f.name for f in fields(LedgerRecord))
+
+
 def encode(record: LedgerRecord) -> str:
-    data = asdict(record)
+    data = {name: getattr(record, name) for name in _FIELDS}  # flat: no asdict deep copy
     data["state"] = record.state.value
     return json.dumps(data, separators=(",", ":"))
 

@@ -19,7 +19,7 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -81,6 +81,15 @@ class _Done:
     size: int = 0
     parse_failed: bool = False
     error: PermanentError | None = None
+
+
+_Pending = deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]]
+"""Messages handed to the store threads, oldest first: entry, ledger record, outcome."""
+
+
+def _raised(future: Future[_Done]) -> bool:
+    """Storing this message failed with an exception: stop fetching more at once."""
+    return future.done() and future.exception() is not None
 
 
 @dataclass(slots=True)
@@ -255,11 +264,13 @@ class _Poll:
         marked: dict[int, str],
     ) -> None:
         """RETR (pipelined) while up to ``store_concurrency`` messages are being stored in
-        worker threads; each is marked and DELEd here, in order, once its objects are in."""
+        worker threads; whenever that many are in flight, those whose objects are in are
+        marked ``stored`` (one ledger write) and DELEd here, in order. A store that raised
+        ends the loop at once."""
         limit = max(1, self.plan.store_concurrency)
         self.to_fetch = len(fetch)
         self._advance(0)
-        pending: deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]] = deque()
+        pending: _Pending = deque()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="store") as pool:
             try:
                 for entry, result in self.session.retrieve_many(fetch):
@@ -267,17 +278,15 @@ class _Poll:
                     known = records.get(entry.uidl)
                     self.report.fetched += not isinstance(result, PermanentError)
                     pending.append((entry, known, pool.submit(self._work, entry, result, known)))
-                    while pending and (len(pending) >= limit or pending[0][2].done()):
-                        self._finish(*pending.popleft(), marked)
+                    if len(pending) >= limit or _raised(pending[0][2]):
+                        self._finish_ready(pending, marked)
                 while pending:
-                    self._finish(*pending.popleft(), marked)
+                    self._finish_ready(pending, marked)
             except BaseException:
                 self._salvage(pending)
                 raise
 
-    def _salvage(
-        self, pending: deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]]
-    ) -> None:
+    def _salvage(self, pending: _Pending) -> None:
         """After a failure: messages whose objects are in still get their ``stored`` mark, so
         the next poll only DELEs them (no DELE now: the session is about to be dropped)."""
         for entry, _, future in pending:
@@ -301,25 +310,32 @@ class _Poll:
             except PermanentError as err:
                 return _Done(error=err)
 
-    def _finish(
-        self,
-        entry: MailboxEntry,
-        known: LedgerRecord | None,
-        future: Future[_Done],
-        marked: dict[int, str],
-    ) -> None:
-        """In the poll's thread: record the outcome, mark ``stored``, then DELE."""
-        done = future.result()
-        self._advance(1)
-        if done.record is None:
-            assert done.error is not None
-            self._failed(entry, known, done.error)
-            return
-        self._count(done, known)
-        self.ledger.put({entry.uidl: done.record})
-        failpoint("after_mark_stored")
-        self.safe.add(entry.number)
-        self._delete(entry, done.record, marked)
+    def _finish_ready(self, pending: _Pending, marked: dict[int, str]) -> None:
+        """In the poll's thread: wait for the oldest message, then take it and every next one
+        already done, in order; record the outcomes, mark the stored ones ``stored`` in one
+        ledger write, then DELE them. A message whose storing raised stays in ``pending``
+        (with those after it) for :meth:`_salvage`."""
+        wait([pending[0][2]])
+        stored: list[tuple[MailboxEntry, LedgerRecord]] = []
+        try:
+            while pending and pending[0][2].done():
+                entry, known, future = pending[0]
+                done = future.result()
+                pending.popleft()
+                self._advance(1)
+                if done.record is None:
+                    assert done.error is not None
+                    self._failed(entry, known, done.error)
+                    continue
+                self._count(done, known)
+                stored.append((entry, done.record))
+        finally:
+            if stored:
+                self.ledger.put({entry.uidl: record for entry, record in stored})
+                failpoint("after_mark_stored")
+                self.safe.update(entry.number for entry, _ in stored)
+        for entry, record in stored:
+            self._delete(entry, record, marked)
 
     def _advance(self, count: int) -> None:
         self.handled += count

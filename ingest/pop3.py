@@ -82,7 +82,7 @@ class Pop3Session(Pop3Wire):
     # -- the in-flight queue ------------------------------------------------
 
     def _submit(self, what: str, number: int, multiline: bool) -> _Pending:
-        self._send(b"%s %d" % (what.encode(), number) + (b" 0" if what == "TOP" else b""))
+        self._queue(b"%s %d" % (what.encode(), number) + (b" 0" if what == "TOP" else b""))
         pending = _Pending(what, number, multiline, Spool() if what == "RETR" else None)
         self._inflight.append(pending)
         return pending

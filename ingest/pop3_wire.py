@@ -132,6 +132,7 @@ class Pop3Wire:
         self.encrypted = False
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._out = bytearray()  # pipelined commands not yet sent (see ``_queue``)
         self._deadline = time.monotonic() + endpoint.deadline_seconds
 
     def open_socket(self) -> None:
@@ -171,6 +172,8 @@ class Pop3Wire:
     def _recv(self) -> None:
         if self._sock is None:
             raise TransientError("POP3 connection is closed")
+        if self._out:
+            self._flush()
         if time.monotonic() > self._deadline:
             raise TransientError("POP3 session deadline exceeded")
         try:
@@ -183,11 +186,21 @@ class Pop3Wire:
             raise TransientError("POP3 server closed the connection")
         self._buf += chunk
 
+    def _queue(self, line: bytes) -> None:
+        """A pipelined command: sent with the others queued, at the latest before the next
+        read from the socket (so a reply is never awaited for a command still queued)."""
+        self._out += line + b"\r\n"
+
     def _send(self, line: bytes) -> None:
+        self._queue(line)
+        self._flush()
+
+    def _flush(self) -> None:
         if self._sock is None:
             raise TransientError("POP3 connection is closed")
+        data, self._out = self._out, bytearray()
         try:
-            self._sock.sendall(line + b"\r\n")
+            self._sock.sendall(data)
         except OSError as err:
             raise TransientError(f"POP3 connection failed while sending: {err}") from err
 

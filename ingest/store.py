@@ -20,8 +20,7 @@ import copy
 import hashlib
 import os
 import re
-import shutil
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -238,55 +237,69 @@ def _translate(err: Exception, what: str) -> Exception:
 
 
 class DirectoryStore:
-    """Objects as files below a directory; the embedded default for laptops and demos."""
+    """Objects as files below a directory; the embedded default for laptops and demos.
+
+    The write path is kept to a few system calls per object (each one lets another store
+    thread take the GIL): keys are checked lexically instead of resolved component by
+    component, and directories already made are remembered.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._base = os.path.realpath(root)
+        self._made: set[str] = set()  # directories known to exist
 
     def describe(self) -> str:
         return f"file://{self.root}"
 
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+    def _file(self, key: str) -> str:
+        path = os.path.normpath(os.path.join(self._base, key))
+        if not path.startswith(self._base + os.sep):
             raise StorageError(f"key {key!r} escapes the store directory")
         return path
 
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
+
+    def _make_parent(self, path: str) -> str:
+        parent = os.path.dirname(path)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+        return parent
+
     @storage_timed("put")
     def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
-        path = self._path(key)
+        path = self._file(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            created = self._link_new(path, body)
+            parent = self._make_parent(path)
+            created = not os.path.exists(path) and self._link_new(parent, path, body)
             if created:
-                _fsync_dir(path.parent)
+                _fsync_dir(parent)
             if not created and not must_match:
                 return Put.EXISTED
-            with path.open("rb") as stored:
-                actual = _sha256_of(stored)
+            actual = _file_sha256(path)
         except OSError as err:
             raise TransientError(f"cannot write {path}: {err}") from err
         if actual != body.sha256:
             raise StorageError(f"{path} holds sha256 {actual}, expected {body.sha256}")
         return Put.CREATED if created else Put.EXISTED
 
-    @staticmethod
-    def _link_new(path: Path, body: Spool) -> bool:
-        if path.exists():
-            return False
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    def _link_new(self, parent: str, path: str, body: Spool) -> bool:
+        """Write a temp file, fsync it, hard-link it to ``path``: False if ``path`` exists."""
         try:
-            with os.fdopen(fd, "wb") as fh:
-                shutil.copyfileobj(body.open(), fh, _CHUNK)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            return True
+            tmp = _write_synced(parent, body)
+        except FileNotFoundError:  # the directory was removed since we made it
+            self._made.discard(parent)
+            self._make_parent(path)
+            tmp = _write_synced(parent, body)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
         finally:
             os.unlink(tmp)
+        return True
 
     @storage_timed("get")
     def get(self, key: str) -> bytes:
@@ -304,18 +317,12 @@ class DirectoryStore:
     @storage_timed("replace")
     def replace(self, key: str, body: Spool, content_type: str) -> None:
         """Overwrite a derived object atomically (temp file, fsync, rename), then verify."""
-        path = self._path(key)
+        path = self._file(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                shutil.copyfileobj(body.open(), fh, _CHUNK)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-            with path.open("rb") as stored:
-                actual = _sha256_of(stored)
+            parent = self._make_parent(path)
+            os.replace(_write_synced(parent, body), path)
+            _fsync_dir(parent)
+            actual = _file_sha256(path)
         except OSError as err:
             raise TransientError(f"cannot write {path}: {err}") from err
         if actual != body.sha256:
@@ -331,7 +338,39 @@ class DirectoryStore:
                 yield path.relative_to(self.root).as_posix()
 
 
-def _fsync_dir(path: Path) -> None:
+def _write_synced(parent: str, body: Spool) -> str:
+    """A new temp file in ``parent`` holding ``body``, fsynced; its path."""
+    tmp = os.path.join(parent, f".tmp-{secrets.token_hex(8)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        source = body.open()
+        while chunk := source.read(_CHUNK):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _file_sha256(path: str) -> str:
+    """SHA-256 of a file's content, read with plain system calls (no buffered file object)."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        while chunk := os.read(fd, _CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

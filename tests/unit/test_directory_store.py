@@ -1,0 +1,75 @@
+"""The local-directory store: create-only, verified, and no key outside its directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.errors import StorageError
+from ingest.interfaces import Put
+from ingest.spool import Spool
+from ingest.store import DirectoryStore
+
+
+def _key(data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    return f"p/acct/raw/{sha[:2]}/{sha}.eml"
+
+
+def test_put_writes_once_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    data = b"Subject: x\r\n\r\nbody\r\n"
+    assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.CREATED
+    assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.EXISTED
+    assert store.get(_key(data)) == data
+    assert list(store.keys("p")) == [_key(data)]
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_a_large_body_is_written_whole(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)  # more than one write chunk
+    store = DirectoryStore(tmp_path)
+    store.put(_key(data), Spool.of(data), "message/rfc822")
+    assert (tmp_path / _key(data)).read_bytes() == data
+
+
+def test_a_different_existing_object_is_an_error(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    data = b"original\r\n"
+    path = tmp_path / _key(data)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"tampered\r\n")
+    with pytest.raises(StorageError, match="holds sha256"):
+        store.put(_key(data), Spool.of(data), "message/rfc822")
+    assert store.put(_key(data), Spool.of(data), "x", must_match=False) is Put.EXISTED
+
+
+def test_a_directory_removed_behind_the_store_is_made_again(tmp_path: Path) -> None:
+    """Directories are remembered once made; one removed since is recreated, not an error."""
+    store = DirectoryStore(tmp_path)
+    first, second = b"a" * 10, b"a" * 11
+    store.put(_key(first), Spool.of(first), "x")
+    shutil.rmtree(tmp_path / "p")
+    key = _key(first).rsplit("/", 1)[0] + "/second.eml"  # the directory made for the first
+    assert store.put(key, Spool.of(second), "x") is Put.CREATED
+    assert (tmp_path / key).read_bytes() == second
+
+
+@pytest.mark.parametrize("key", ["../outside", "p/../../outside", "/etc/passwd", "p/a/../../.."])
+def test_keys_escaping_the_directory_are_refused(tmp_path: Path, key: str) -> None:
+    store = DirectoryStore(tmp_path / "store")
+    with pytest.raises(StorageError, match="escapes the store directory"):
+        store.put(key, Spool.of(b"x"), "x")
+    assert not (tmp_path / "outside").exists()
+
+
+def test_replace_overwrites_atomically(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.put("p/doc.json", Spool.of(b"{}"), "application/json")
+    store.replace("p/doc.json", Spool.of(b'{"v":2}'), "application/json")
+    assert store.get("p/doc.json") == b'{"v":2}'
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
