@@ -13,7 +13,8 @@ from mail_samples import CORPUS_FILES, assert_sound, corpus, crlf, multipart, pa
 
 import ingest.bodies
 from ingest.filenames import MAX_FILENAME_BYTES, safe_filename
-from ingest.parse import attachment_payloads
+from ingest.mime import parse_bytes
+from ingest.parse import _POLICY, attachment_payloads
 from ingest.sniff import sniff
 from ingest.tnef import unpack
 
@@ -413,3 +414,31 @@ def test_payloads_collected_while_parsing_equal_attachment_payloads() -> None:
         assert {sha for sha, _, _ in collected} == {a["sha256"] for a in doc["attachments"]}
         checked += bool(collected)
     assert checked > 10
+
+
+_B64_NOISE = st.sampled_from([b"=", b"\n", b"\r\n", b" ", b"-", b"*", b"\x00", b"A", b"+", b"/"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.binary(max_size=120),
+    st.lists(st.tuples(st.integers(min_value=0, max_value=200), _B64_NOISE), max_size=4),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=2),
+)
+def test_property_fast_base64_matches_the_stdlib(
+    data: bytes, inserts: list[tuple[int, bytes]], drops: list[int]
+) -> None:
+    """Wherever the one-pass decoder accepts a (damaged) base64 body, it yields exactly the
+    bytes ``get_payload(decode=True)`` yields; elsewhere the stdlib decodes it as before."""
+    text = bytearray(base64.encodebytes(data))
+    for at, noise in inserts:
+        text[at % (len(text) + 1) : at % (len(text) + 1)] = noise
+    for at in drops:
+        if text:
+            del text[at % len(text)]
+    raw = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    part = parse_bytes(raw + bytes(text), _POLICY)
+    expected = part.get_payload(decode=True)
+    fast = ingest.bodies._base64_body(part)
+    assert fast is None or fast == expected
+    assert ingest.bodies._payload(part) == expected
