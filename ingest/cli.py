@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ingest import logs
 from ingest.config import CONFIG_ENV, Settings, load_settings
 from ingest.errors import ConfigError, IngestError
-from ingest.model import PollReport
+
+if TYPE_CHECKING:
+    from ingest.model import PollReport
+    from ingest.pipeline import ProgressHook
 
 EX_CONFIG = 78
 EX_TEMPFAIL = 75
@@ -96,12 +102,12 @@ def poll_cmd(obj: CliContext, name: str, progress: bool | None) -> None:
     78 on a configuration error, 1 on any other failure (including a poll that quarantined
     a message it had retrieved, and so could not commit).
     """
-    from ingest.progress import progress_bar  # noqa: PLC0415
     from ingest.service import poll_account  # noqa: PLC0415
 
     settings = obj.settings()
+    shown = sys.stderr.isatty() if progress is None else progress
     try:
-        with progress_bar(f"polling {name}", progress) as hook:
+        with _progress_hook(f"polling {name}", shown) as hook:
             report: PollReport = poll_account(settings, settings.account(name).name, progress=hook)
     except ConfigError as err:
         click.echo(f"config error: {err}", err=True)
@@ -114,6 +120,18 @@ def poll_cmd(obj: CliContext, name: str, progress: bool | None) -> None:
         sys.exit(EX_TEMPFAIL)
     if report.outcome != "ok":
         sys.exit(1)
+
+
+@contextmanager
+def _progress_hook(label: str, shown: bool) -> Iterator[ProgressHook | None]:
+    """A progress bar's hook, or None when no bar is drawn (rich is then not even imported)."""
+    if not shown:
+        yield None
+        return
+    from ingest.progress import progress_bar  # noqa: PLC0415
+
+    with progress_bar(label, shown) as hook:
+        yield hook
 
 
 def _celery(obj: CliContext, args: list[str]) -> None:

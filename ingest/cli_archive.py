@@ -17,10 +17,10 @@ from ingest.cli import EX_CONFIG, CliContext, main
 from ingest.config import Settings
 from ingest.errors import ConfigError, IngestError
 from ingest.interfaces import BlobStore
-from ingest.search import Query
 
 if TYPE_CHECKING:
     from ingest.export import Sink
+    from ingest.search import Query
 
 
 def _accounts(settings: Settings, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -75,6 +75,8 @@ def _filters(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _query(settings: Settings, accounts: tuple[str, ...], **kw: Any) -> Query:
+    from ingest.search import Query  # noqa: PLC0415 - keeps the start-up of other commands short
+
     words = tuple(w for text in kw.pop("words") for w in text.split())
     return Query(accounts=_accounts(settings, accounts), words=words, **kw)
 

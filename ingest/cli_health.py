@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING
 
 import click
@@ -18,12 +16,16 @@ if TYPE_CHECKING:
     from ingest.health import Check
 
 # ``ingest.health`` (and so ``metrics``) is imported by the commands themselves: it pulls in
-# redis, botocore and prometheus_client, which every other command would pay for at start-up.
+# redis, botocore and prometheus_client, which every other command would pay for at start-up
+# (urllib.request, with http.client, likewise).
 
 
 def _live(settings: Settings) -> Check:
     """Ask the local worker's ``/healthz`` (its event loop must be turning)."""
-    from ingest.health import Check  # noqa: PLC0415 - see above
+    import urllib.error  # noqa: PLC0415 - see above
+    import urllib.request  # noqa: PLC0415
+
+    from ingest.health import Check  # noqa: PLC0415
 
     cfg = settings.metrics
     if not cfg.port:

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import structlog
@@ -22,12 +22,17 @@ import structlog
 from ingest import metrics
 from ingest.config import AccountConfig, Settings
 from ingest.errors import ConfigError
-from ingest.events import Event, message_stored
 from ingest.events_config import SinkConfig
 from ingest.model import StoredMessage
-from ingest.outbox import Outbox, sink_stats, totals
 from ingest.pipeline import StoredHook
-from ingest.sinks import DeliveryError, Sink, TaskSender, open_sink
+
+if TYPE_CHECKING:
+    from ingest.events import Event
+    from ingest.outbox import Outbox
+    from ingest.sinks import DeliveryError, Sink, TaskSender
+
+# The outbox, events and sinks modules are imported where they are used: a poll of an account
+# without sinks (the usual case) needs none of them, and ``ingest poll`` starts up faster.
 
 log = structlog.get_logger("ingest.events")
 BATCH = 20  # events claimed at once per sink
@@ -53,6 +58,8 @@ def account_sinks(settings: Settings, account: AccountConfig) -> tuple[SinkConfi
 
 
 def outbox_for(settings: Settings, client: redis.Redis, name: str) -> Outbox:
+    from ingest.outbox import Outbox  # noqa: PLC0415 - see the imports
+
     sinks = account_sinks(settings, settings.account(name))
     return Outbox(client, name, [s.sink_name for s in sinks])
 
@@ -64,6 +71,8 @@ def recording_hooks(
     sinks). A Redis failure raises, which fails the message: it is retried next poll."""
     if not account_sinks(settings, account):
         return ()
+    from ingest.events import message_stored  # noqa: PLC0415 - see the imports
+
     outbox = outbox_for(settings, client, account.name)
 
     def record(msg: StoredMessage) -> None:
@@ -84,6 +93,9 @@ def deliver_account(
     clock: Callable[[], float] = time.time,
 ) -> DeliveryReport:
     """Send every due event of account ``name`` to its sinks (celery ones need ``sender``)."""
+    from ingest.outbox import sink_stats, totals  # noqa: PLC0415 - see the imports
+    from ingest.sinks import open_sink  # noqa: PLC0415
+
     account = settings.account(name)
     outbox = outbox_for(settings, client, name)
     report = DeliveryReport(name)
@@ -136,6 +148,8 @@ class _SinkRun:
 
     def send(self, event: Event) -> float | None:
         """Send one event; None when it went out, else when to try this sink again."""
+        from ingest.sinks import DeliveryError  # noqa: PLC0415 - see the imports
+
         bound = log.bind(account=event.account, sink=self.sink.name, event_id=event.id)
         try:
             self.sink.send(event)

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import redis
 import structlog
@@ -19,16 +20,17 @@ from ingest.account_store import account_store
 from ingest.config import AccountConfig, Settings, resolve_password
 from ingest.delivery import recording_hooks
 from ingest.errors import AuthError, TransientError
-from ingest.index import index_hook
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
 from ingest.model import PollReport
-from ingest.oauth import TokenSource
-from ingest.pipeline import PollPlan, ProgressHook, poll
+from ingest.pipeline import PollPlan, ProgressHook, StoredHook, poll
 from ingest.pop3 import Endpoint, Pop3Session, open_session
 from ingest.pop3_auth import Credentials
 from ingest.store import open_store
+
+if TYPE_CHECKING:
+    from ingest.oauth import TokenSource
 
 log = structlog.get_logger("ingest.service")
 
@@ -78,7 +80,11 @@ def mailbox(
     For XOAUTH2 the access token comes from Redis (refreshed when due); a token the server
     refuses is forgotten, so the next poll fetches a new one.
     """
-    tokens = TokenSource(client, account, settings.source) if account.auth == "xoauth2" else None
+    tokens: TokenSource | None = None
+    if account.auth == "xoauth2":
+        from ingest.oauth import TokenSource  # noqa: PLC0415 - only XOAUTH2 accounts need it
+
+        tokens = TokenSource(client, account, settings.source)
     secret = tokens.access_token() if tokens else resolve_password(account, settings.source)
     creds = Credentials(account.auth, account.username, secret, account.xoauth2_style)
     try:
@@ -120,7 +126,7 @@ def poll_account(
             ledger = RedisLedger(client, account.name, lock.token, settings.lock_ttl)
             log.info("poll.started", account=name, fence=lock.token.split("-")[0])
             hooks = (
-                *((index_hook(store, settings.storage.prefix),) if settings.storage.index else ()),
+                *_index_hooks(store, settings),
                 *recording_hooks(settings, client, account),  # the events outbox, if sinks
             )  # the index row first: an event then points at everything stored
             plan = plan_for(account, settings)
@@ -136,6 +142,15 @@ def poll_account(
     finally:
         _record_last(client, report, started)
         metrics.observe_poll(report, time.time() - started, failure)
+
+
+def _index_hooks(store: BlobStore, settings: Settings) -> tuple[StoredHook, ...]:
+    """The hook writing each stored message's index row, when ``storage.index`` is on."""
+    if not settings.storage.index:
+        return ()
+    from ingest.index import index_hook  # noqa: PLC0415 - only an indexed store needs it
+
+    return (index_hook(store, settings.storage.prefix),)
 
 
 def _skipped(report: PollReport) -> PollReport:
