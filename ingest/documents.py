@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest import keys
 from ingest.interfaces import BlobStore
 from ingest.model import header_block
-from ingest.parse import Payload, dump_document, parse_message
 from ingest.spool import Spool
+
+if TYPE_CHECKING:
+    from ingest.parse import Payload
 
 Parser = Callable[..., dict[str, Any]]
 TOO_LARGE = "body-not-parsed-too-large"
@@ -31,9 +33,17 @@ class DocumentSpec:
 
 
 def build_document(
-    spec: DocumentSpec, raw: Spool, uidl: str, store: BlobStore, parse: Parser = parse_message
+    spec: DocumentSpec, raw: Spool, uidl: str, store: BlobStore, parse: Parser | None = None
 ) -> dict[str, Any]:
-    """The JSON document of ``raw``; each attachment is stored under its content key first."""
+    """The JSON document of ``raw``; each attachment is stored under its content key first.
+
+    ``parse`` defaults to :func:`ingest.parse.parse_message`, imported on first use: the
+    parser's modules are a large share of start-up, which a poll that finds no new mail
+    never needs."""
+    if parse is None:
+        from ingest.parse import parse_message  # noqa: PLC0415 - lazy, see above
+
+        parse = parse_message
     raw_key = keys.raw_key(spec.prefix, spec.account, raw.sha256)
     whole = raw.size <= spec.parse_max_bytes
     data = raw.read() if whole else header_block(raw.head())
@@ -53,4 +63,6 @@ def build_document(
 
 
 def document_body(doc: dict[str, Any]) -> Spool:
+    from ingest.parse import dump_document  # noqa: PLC0415 - lazy, see build_document
+
     return Spool.of(dump_document(doc))

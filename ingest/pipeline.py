@@ -41,7 +41,6 @@ from ingest.model import (
     header_block,
     message_id_of,
 )
-from ingest.parse import parse_message
 from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.spool import Spool
 
@@ -100,7 +99,7 @@ class _Poll:
     store: BlobStore
     guard: Guard
     clock: Callable[[], float]
-    parse: Parser
+    parse: Parser | None  # None: ingest.parse.parse_message (imported on the first message)
     report: PollReport
     log: Any
     hooks: tuple[StoredHook, ...] = ()
@@ -452,7 +451,7 @@ def poll(
     guard: Guard,
     *,
     clock: Callable[[], float] = time.time,
-    parse: Parser = parse_message,
+    parse: Parser | None = None,
     report: PollReport | None = None,
     hooks: tuple[StoredHook, ...] = (),
     progress: ProgressHook | None = None,

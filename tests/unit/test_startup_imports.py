@@ -35,9 +35,10 @@ def test_pretty_logging_after_json_logging_is_the_usual_pretty_logging() -> None
 
 
 def test_a_poll_imports_no_module_only_some_polls_or_commands_need() -> None:
-    """The progress bar, the index, OAuth2, the event sinks and the archive search are
-    imported by the commands and accounts that use them, not at start-up."""
+    """The progress bar, the index, OAuth2, the event sinks, the archive search and the
+    message parser are imported by the commands, accounts and messages that use them, not
+    at start-up (a poll that finds no new mail never parses)."""
     modules = _modules_after(f"{JSON_LOGS}\nimport ingest.cli, ingest.service")
     optional = {"rich", "ingest.progress", "ingest.index", "ingest.oauth", "ingest.events"}
-    optional |= {"ingest.outbox", "ingest.sinks", "ingest.search"}
+    optional |= {"ingest.outbox", "ingest.sinks", "ingest.search", "ingest.parse", "ingest.mime"}
     assert modules & optional == set()
