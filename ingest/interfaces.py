@@ -23,6 +23,10 @@ class MailboxSession(Protocol):
 
     def listing(self) -> list[MailboxEntry]: ...
 
+    def fingerprint(self) -> str | None:
+        """A digest of the mailbox's messages, UIDLs and sizes (None: cannot tell); call it
+        before :meth:`listing`."""
+
     def retrieve(self, entry: MailboxEntry) -> Spool: ...
 
     def retrieve_many(
@@ -57,6 +61,13 @@ class Ledger(Protocol):
     def lookup(self, uidls: Sequence[str]) -> tuple[dict[str, LedgerRecord], int]: ...
 
     def all_records(self) -> dict[str, LedgerRecord]: ...
+
+    def snapshot(self) -> tuple[str | None, int]:
+        """The note left by :meth:`remember` unless the ledger was written since, and the
+        number of records."""
+
+    def remember(self, note: str) -> None:
+        """Keep ``note`` until the next write of the ledger (fenced like the writes)."""
 
     def put(self, records: Mapping[str, LedgerRecord]) -> None: ...
 

@@ -133,6 +133,11 @@ def ledger_key(account: str) -> str:
     return f"ingest:{{{account}}}:ledger"
 
 
+def snapshot_key(account: str) -> str:
+    """The ledger's note of a mailbox found unchanged (see ``RedisLedger.snapshot``)."""
+    return f"ingest:{{{account}}}:unchanged"
+
+
 def lock_key(account: str) -> str:
     return f"ingest:{{{account}}}:lock"
 

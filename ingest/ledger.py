@@ -22,18 +22,28 @@ from ingest import keys
 from ingest.errors import LockLost, TransientError
 from ingest.model import LedgerRecord, State
 
+# KEYS: lock, ledger, snapshot. Every write of the ledger drops the snapshot.
 _FENCED_HSET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('DEL', KEYS[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 _FENCED_HDEL = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+redis.call('DEL', KEYS[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+_FENCED_SNAPSHOT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+SNAPSHOT_TTL = 86400  # seconds: a full poll at least daily, whatever the snapshot says
 
 
 _FIELDS = tuple(f.name for f in fields(LedgerRecord))
@@ -75,10 +85,12 @@ class RedisLedger:
         self.account = account
         self.key = keys.ledger_key(account)
         self.lock_key = keys.lock_key(account)
+        self.snapshot_key = keys.snapshot_key(account)
         self.token = token
         self.ttl_ms = int(ttl * 1000)
         self._hset = client.register_script(_FENCED_HSET)
         self._hdel = client.register_script(_FENCED_HDEL)
+        self._snap = client.register_script(_FENCED_SNAPSHOT)
 
     def lookup(self, uidls: Sequence[str]) -> tuple[dict[str, LedgerRecord], int]:
         """Records of the given UIDLs and the ledger's total size, in one round trip."""
@@ -95,6 +107,22 @@ class RedisLedger:
         records = decode_many([v for _, v in present])
         found = dict(zip([u for u, _ in present], records, strict=True))
         return found, int(results[-1])
+
+    def snapshot(self) -> tuple[str | None, int]:
+        """The note :meth:`remember` left (None once the ledger was written since, or a day
+        later) and the ledger's size, in one round trip."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(self.snapshot_key)
+            pipe.hlen(self.key)
+            note, size = pipe.execute()
+        except redis.RedisError as err:
+            raise TransientError(f"redis unavailable reading the ledger: {err}") from err
+        return (note.decode() if isinstance(note, bytes) else note), int(size)
+
+    def remember(self, note: str) -> None:
+        """Leave ``note`` for the next poll: kept until the ledger is next written."""
+        self._run(self._snap, [note, str(SNAPSHOT_TTL)])
 
     def all_records(self) -> dict[str, LedgerRecord]:
         try:
@@ -117,7 +145,10 @@ class RedisLedger:
 
     def _run(self, script: redis.commands.core.Script, args: list[str]) -> None:
         try:
-            result = script(keys=[self.lock_key, self.key], args=[self.token, self.ttl_ms, *args])
+            result = script(
+                keys=[self.lock_key, self.key, self.snapshot_key],
+                args=[self.token, self.ttl_ms, *args],
+            )
         except redis.RedisError as err:
             raise TransientError(f"redis unavailable writing the ledger: {err}") from err
         if result == -1:

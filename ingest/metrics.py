@@ -38,7 +38,7 @@ from ingest.model import PollReport
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 POLL_OUTCOMES = ("ok", "partial", "failed", "busy", "deferred")
 STORAGE_OPERATIONS = ("put", "get", "head", "replace", "list", "other")
-POP3_OPERATIONS = ("connect", "login", "listing", "retr", "quit")
+POP3_OPERATIONS = ("connect", "login", "fingerprint", "listing", "retr", "quit")
 _S3_OPERATIONS = {
     "PutObject": "put",
     "GetObject": "get",

@@ -16,6 +16,7 @@ This module imports no poplib, boto3 or redis (enforced by import-linter).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +29,7 @@ import structlog
 
 from ingest import keys
 from ingest.documents import DocumentSpec, Parser, build_document, document_body
-from ingest.errors import PermanentError
+from ingest.errors import LockLost, PermanentError, TransientError
 from ingest.failpoints import failpoint
 from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Protecting, Put
 from ingest.model import (
@@ -119,6 +120,10 @@ class _Poll:
         return self.session.retrieved() - self.safe
 
     def run(self) -> PollReport:
+        fingerprint = None if self.plan.delete else self.session.fingerprint()
+        if fingerprint is not None and self._unchanged(fingerprint):
+            self.guard.check()
+            return self._commit({})
         entries = usable_entries(self.session.listing(), self.log)
         failpoint("after_listing")
         self.report.listed = len(entries)
@@ -131,7 +136,41 @@ class _Poll:
         self.guard.check()
         if self.unstored():
             return self._end_without_commit()
-        return self._commit(marked)
+        report = self._commit(marked)
+        if fingerprint is not None and not fetch and not marked and total == len(records):
+            self._remember(fingerprint, total)
+        return report
+
+    # -- an unchanged kept mailbox ------------------------------------------------------
+
+    _NOTED = ("listed", "already_stored", "quarantined", "oversize")
+
+    def _unchanged(self, fingerprint: str) -> bool:
+        """Keep mode: the mailbox is as the last poll that found nothing to do left it (same
+        STAT and UIDL listing, ledger not written since). Then there is nothing to do again,
+        and the per-UIDL lookup of a large kept mailbox is skipped; that poll's counts are
+        reported."""
+        note, size = self.ledger.snapshot()
+        try:
+            known = json.loads(note) if note else {}
+        except ValueError:
+            return False
+        if known.get("fingerprint") != fingerprint or known.get("records") != size:
+            return False
+        for name in self._NOTED:
+            setattr(self.report, name, int(known.get(name, 0)))
+        self._advance(0)
+        self.log.info("mailbox.unchanged", listed=self.report.listed)
+        return True
+
+    def _remember(self, fingerprint: str, records: int) -> None:
+        """After a keep-mode poll that had nothing to fetch, delete or prune."""
+        note = {"fingerprint": fingerprint, "records": records}
+        note.update({name: getattr(self.report, name) for name in self._NOTED})
+        try:
+            self.ledger.remember(json.dumps(note))
+        except (LockLost, TransientError) as err:  # committed already; only the shortcut is lost
+            self.log.info("mailbox.snapshot_not_kept", error=str(err))
 
     def _triage(
         self,

@@ -57,6 +57,7 @@ class Pop3Session(Pop3Wire):
         self._retrieved: set[int] = set()
         self._inflight: deque[_Pending] = deque()
         self._refused_deletes: set[int] = set()
+        self._uidl_reply: tuple[bytes | None] | None = None  # fingerprint()'s, for listing()
 
     @pop3_timed("connect")
     def connect(self) -> None:
@@ -85,6 +86,8 @@ class Pop3Session(Pop3Wire):
         self._queue(b"%s %d" % (what.encode(), number) + (b" 0" if what == "TOP" else b""))
         pending = _Pending(what, number, multiline, Spool() if what == "RETR" else None)
         self._inflight.append(pending)
+        if len(self._inflight) - self._queued <= self.window // 2:
+            self._flush()  # the server is running out of work: keep it busy over the wire
         return pending
 
     def _collect(self) -> tuple[_Pending, bytes]:
@@ -158,15 +161,18 @@ class Pop3Session(Pop3Wire):
         than once, get content-derived identities instead (see :meth:`_content_identities`).
         """
         self.drain()
-        sizes = self._numbered("LIST")
-        self._send(b"UIDL")
-        reply = self._readline()
-        if reply.startswith(b"+OK"):
-            uidls = self._parse_numbered("UIDL", self._read_multiline())
+        cached, self._uidl_reply = self._uidl_reply, None
+        together = cached is None and self.pipelining
+        self._queue(b"LIST")
+        if together:
+            self._queue(b"UIDL")  # one round trip for both
+        self._expect_ok("LIST")
+        sizes = self._parse_numbered("LIST", self._read_multiline())
+        body = cached[0] if cached is not None else self._uidl(sent=together)
+        if body is not None:
+            uidls = self._parse_numbered("UIDL", body)
             derived = self._duplicates(uidls)
         else:
-            text = reply[:200].decode("utf-8", "replace")
-            _log.warning("mailbox.no_uidl", host=self.endpoint.host, reply=text)
             uidls, derived = {}, set(sizes)
         uidls.update(self._content_identities({n: sizes.get(n, "") for n in derived}))
         entries = []
@@ -175,6 +181,34 @@ class Pop3Session(Pop3Wire):
                 raise ProtocolError(f"LIST has no size for message {number}")
             entries.append(MailboxEntry(number, uidl, int(sizes[number]), number in derived))
         return sorted(entries, key=lambda e: e.number)
+
+    def _uidl(self, *, sent: bool = False) -> bytes | None:
+        """The UIDL listing as the server sent it, or None (logged) when it has none."""
+        if not sent:
+            self._send(b"UIDL")
+        reply = self._readline()
+        if reply.startswith(b"+OK"):
+            return self._read_multiline()
+        text = reply[:200].decode("utf-8", "replace")
+        _log.warning("mailbox.no_uidl", host=self.endpoint.host, reply=text)
+        return None
+
+    @pop3_timed("fingerprint")
+    def fingerprint(self) -> str | None:
+        """SHA-256 of ``STAT`` (message count and total size) and the ``UIDL`` listing: equal
+        fingerprints mean the same messages under the same UIDLs, with (all but certainly)
+        the same sizes. None without UIDL. A later :meth:`listing` reuses the UIDL listing."""
+        self.drain()
+        together = self.pipelining
+        self._queue(b"STAT")
+        if together:
+            self._queue(b"UIDL")
+        stat = self._expect_ok("STAT")
+        body = self._uidl(sent=together)
+        self._uidl_reply = (body,)
+        if body is None:
+            return None
+        return hashlib.sha256(stat + b"\r\n" + body).hexdigest()
 
     def _duplicates(self, uidls: dict[int, str]) -> set[int]:
         """Numbers of messages whose UIDL is listed more than once (popa3d, Dovecot)."""
@@ -202,10 +236,6 @@ class Pop3Session(Pop3Wire):
             seen[digest] = seen.get(digest, 0) + 1
             out[number] = digest if seen[digest] == 1 else f"{digest}.{seen[digest]}"
         return out
-
-    def _numbered(self, command: str) -> dict[int, str]:
-        self._expect_ok(command, command.encode())
-        return self._parse_numbered(command, self._read_multiline())
 
     @staticmethod
     def _parse_numbered(command: str, body: bytes) -> dict[int, str]:

@@ -133,6 +133,7 @@ class Pop3Wire:
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._out = bytearray()  # pipelined commands not yet sent (see ``_queue``)
+        self._queued = 0  # how many
         self._deadline = time.monotonic() + endpoint.deadline_seconds
 
     def open_socket(self) -> None:
@@ -190,6 +191,7 @@ class Pop3Wire:
         """A pipelined command: sent with the others queued, at the latest before the next
         read from the socket (so a reply is never awaited for a command still queued)."""
         self._out += line + b"\r\n"
+        self._queued += 1
 
     def _send(self, line: bytes) -> None:
         self._queue(line)
@@ -198,7 +200,7 @@ class Pop3Wire:
     def _flush(self) -> None:
         if self._sock is None:
             raise TransientError("POP3 connection is closed")
-        data, self._out = self._out, bytearray()
+        data, self._out, self._queued = self._out, bytearray(), 0
         try:
             self._sock.sendall(data)
         except OSError as err:

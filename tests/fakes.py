@@ -51,6 +51,7 @@ class FakeSession:
         self.fail_quit = fail_quit
         self.refuse_dele = refuse_dele  # this message number answers DELE with -ERR
         self.refused: set[int] = set()
+        self.listings = 0
 
     def _open(self) -> None:
         if self.closed:
@@ -58,7 +59,13 @@ class FakeSession:
 
     def listing(self) -> list[MailboxEntry]:
         self._open()
+        self.listings += 1
         return list(self.entries)
+
+    def fingerprint(self) -> str | None:
+        self._open()
+        listed = "".join(f"{e.number} {e.uidl} {e.size}\n" for e in self.entries)
+        return hashlib.sha256(listed.encode()).hexdigest()
 
     def retrieve(self, entry: MailboxEntry) -> Spool:
         self._open()
@@ -125,6 +132,7 @@ class MemoryLedger:
         self.records: dict[str, LedgerRecord] = {}
         self.lost = False
         self.round_trips = 0
+        self.note: str | None = None  # dropped by every write, like RedisLedger's snapshot
 
     def lookup(self, uidls: Sequence[str]) -> tuple[dict[str, LedgerRecord], int]:
         self.round_trips += 1
@@ -134,10 +142,19 @@ class MemoryLedger:
         self.round_trips += 1
         return dict(self.records)
 
+    def snapshot(self) -> tuple[str | None, int]:
+        self.round_trips += 1
+        return self.note, len(self.records)
+
+    def remember(self, note: str) -> None:
+        self._fence()
+        self.note = note
+
     def put(self, records: Mapping[str, LedgerRecord]) -> None:
         if records:
             self._fence()
             self.records.update(records)
+            self.note = None
 
     def remove(self, uidls: Iterable[str]) -> None:
         uidls = list(uidls)
@@ -145,6 +162,7 @@ class MemoryLedger:
             self._fence()
             for uidl in uidls:
                 self.records.pop(uidl, None)
+            self.note = None
 
     def _fence(self) -> None:
         self.round_trips += 1

@@ -53,6 +53,33 @@ def test_records_round_trip_and_can_be_removed(ledger: Ledger) -> None:
     assert ledger.all_records() == {"u2": deleted}
 
 
+def test_the_unchanged_note_lasts_until_the_next_write(ledger: Ledger) -> None:
+    """The note a settled poll leaves is read back with the ledger's size; any write or
+    removal of records drops it."""
+    ledger.put({"u1": REC})
+    assert ledger.snapshot() == (None, 1)
+    ledger.remember('{"fingerprint": "f"}')
+    assert ledger.snapshot() == ('{"fingerprint": "f"}', 1)
+    ledger.put({"u2": REC})
+    assert ledger.snapshot() == (None, 2)
+    ledger.remember("again")
+    ledger.remove(["u1"])
+    assert ledger.snapshot() == (None, 1)
+
+
+def test_the_note_is_fenced_and_expires(client: redis.Redis) -> None:
+    lock = AccountLock(client, "acct", ttl=30)
+    assert lock.acquire()
+    ledger = RedisLedger(client, "acct", lock.token, 30)
+    ledger.remember("note")
+    assert 0 < client.ttl(keys.snapshot_key("acct")) <= 86400
+    client.delete(keys.lock_key("acct"))
+    assert AccountLock(client, "acct", ttl=30).acquire()
+    with pytest.raises(LockLost):
+        ledger.remember("stale")
+    assert client.get(keys.snapshot_key("acct")) == b"note"
+
+
 def test_ledger_write_is_refused_once_the_lock_is_gone(client: redis.Redis) -> None:
     """Fencing: a ledger whose lock token is no longer current cannot write."""
     lock = AccountLock(client, "acct", ttl=30)

@@ -182,12 +182,62 @@ def test_vanished_uidls_are_pruned_after_the_grace_period() -> None:
 
 
 def test_lookup_is_one_round_trip_when_nothing_vanished() -> None:
-    """A poll of a kept mailbox with nothing new costs a single ledger round trip."""
+    """A poll of a kept mailbox with nothing new looks every UIDL up in one round trip
+    (plus reading and leaving the unchanged-mailbox note)."""
     w = World(_drop(), delete=False)
     w.poll()
     w.ledger.round_trips = 0
+    report = w.poll()
+    assert w.session.listings == 1 and w.ledger.round_trips == 3
+    assert report.already_stored == 3 and w.ledger.note is not None
+
+
+def test_an_unchanged_kept_mailbox_is_not_listed_or_looked_up_again() -> None:
+    """Once a keep-mode poll found nothing to do, the next one with the same STAT and UIDL
+    listing reads one note and ends: no LIST, no per-UIDL lookup, the same counts."""
+    w = World(_drop(), delete=False)
     w.poll()
-    assert w.ledger.round_trips == 1
+    settled = w.poll()
+    w.ledger.round_trips = 0
+    report = w.poll()
+    assert w.session.listings == 0 and w.ledger.round_trips == 1
+    assert w.session.closed == "quit" and w.session.retrieved_uidls == []
+    assert (report.listed, report.already_stored, report.outcome) == (3, 3, "ok")
+    assert report == settled
+
+
+def test_new_mail_in_a_kept_mailbox_is_fetched_despite_the_note() -> None:
+    w = World(_drop(), delete=False)
+    w.poll()
+    w.poll()
+    w.drop.add("uid-new", b"Subject: new\r\n\r\nnew\r\n")
+    report = w.poll()
+    assert report.stored == 1 and w.session.retrieved_uidls == ["uid-new"]
+    assert w.ledger.note is None  # it fetched: no note until a poll finds nothing to do
+    w.poll()
+    assert w.ledger.note is not None and len(w.raw_objects()) == 4
+
+
+def test_any_ledger_write_voids_the_note() -> None:
+    """A record written or removed since (an operator's requeue, say) means a full poll."""
+    w = World(_drop(), delete=False)
+    w.poll()
+    w.poll()
+    del w.ledger.records["uid-1"]  # lost behind the ledger's back: the size differs
+    w.poll()
+    assert w.session.listings == 1 and w.session.retrieved_uidls == ["uid-1"]
+    w.poll()
+    w.ledger.remove(["uid-2"])
+    w.poll()
+    assert w.session.listings == 1 and w.session.retrieved_uidls == ["uid-2"]
+    assert len(w.raw_objects()) == 3
+
+
+def test_delete_mode_leaves_no_note() -> None:
+    w = World(_drop())
+    w.poll()
+    w.poll()
+    assert w.ledger.note is None and w.session.listings == 1
 
 
 def test_parse_failure_still_stores_raw_and_a_json_saying_why() -> None:
