@@ -155,17 +155,24 @@ class _Poll:
             known = json.loads(note) if note else {}
         except ValueError:
             return False
-        if known.get("fingerprint") != fingerprint or known.get("records") != size:
+        if (known.get("fingerprint"), known.get("records")) != (fingerprint, size):
             return False
+        if known.get("settings") != self._triage_settings():
+            return False  # e.g. a larger max_message_size: what was left may be fetched now
         for name in self._NOTED:
             setattr(self.report, name, int(known.get(name, 0)))
         self._advance(0)
         self.log.info("mailbox.unchanged", listed=self.report.listed)
         return True
 
+    def _triage_settings(self) -> str:
+        """The settings that decide what a poll leaves on the server (besides the ledger)."""
+        return f"{self.plan.max_message_size}:{self.plan.oversize}"
+
     def _remember(self, fingerprint: str, records: int) -> None:
         """After a keep-mode poll that had nothing to fetch, delete or prune."""
-        note = {"fingerprint": fingerprint, "records": records}
+        note: dict[str, object] = {"fingerprint": fingerprint, "records": records}
+        note["settings"] = self._triage_settings()
         note.update({name: getattr(self.report, name) for name in self._NOTED})
         try:
             self.ledger.remember(json.dumps(note))

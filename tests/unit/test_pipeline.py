@@ -233,6 +233,18 @@ def test_any_ledger_write_voids_the_note() -> None:
     assert len(w.raw_objects()) == 3
 
 
+def test_a_larger_size_limit_voids_the_note() -> None:
+    """A message left on the server as too large is fetched once the limit allows it."""
+    w = World(_drop(b"Subject: big\r\n\r\n" + b"x" * 500 + b"\r\n"), delete=False)
+    w.plan = replace(w.plan, max_message_size=100)
+    w.poll()
+    report = w.poll()
+    assert report.oversize == 1 and w.ledger.note is not None
+    w.plan = replace(w.plan, max_message_size=None)
+    report = w.poll()
+    assert report.stored == 1 and w.session.retrieved_uidls == ["uid-0"]
+
+
 def test_delete_mode_leaves_no_note() -> None:
     w = World(_drop())
     w.poll()
