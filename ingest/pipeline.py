@@ -155,6 +155,8 @@ class _Poll:
             known = json.loads(note) if note else {}
         except ValueError:
             return False
+        if not isinstance(known, dict):
+            return False
         if (known.get("fingerprint"), known.get("records")) != (fingerprint, size):
             return False
         if known.get("settings") != self._triage_settings():

@@ -245,6 +245,15 @@ def test_a_larger_size_limit_voids_the_note() -> None:
     assert report.stored == 1 and w.session.retrieved_uidls == ["uid-0"]
 
 
+@pytest.mark.parametrize("note", ["not json", "[1, 2]", '{"fingerprint": 5}', "null"])
+def test_a_note_that_is_not_ours_means_a_full_poll(note: str) -> None:
+    w = World(_drop(), delete=False)
+    w.poll()
+    w.ledger.note = note
+    report = w.poll()
+    assert w.session.listings == 1 and report.already_stored == 3
+
+
 def test_delete_mode_leaves_no_note() -> None:
     w = World(_drop())
     w.poll()
