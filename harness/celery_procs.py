@@ -6,14 +6,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from harness.process import spawn, stop_process
+from harness.process import Managed, spawn, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class CeleryProcess:
+class CeleryProcess(Managed):
     """``python -m celery -A workers.app KIND`` with ``INGEST_CONFIG`` set, stopped by PID."""
 
     def __init__(
@@ -31,7 +31,7 @@ class CeleryProcess:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> CeleryProcess:
+    def start(self) -> Self:
         env = {
             **os.environ,
             **self.env,
@@ -63,14 +63,3 @@ class CeleryProcess:
 
     def stop(self, timeout: float = 20.0) -> None:
         stop_process(self.proc, timeout)
-
-    def __enter__(self) -> CeleryProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

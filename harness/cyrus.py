@@ -23,11 +23,12 @@ import poplib
 import pwd
 import subprocess
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from harness.dovecot import MailUser, pop3_greets
 from harness.ports import free_port
 from harness.process import (
+    Managed,
     ServerStartError,
     descendants,
     retry_on_port_race,
@@ -81,7 +82,7 @@ def missing_prerequisites() -> str:
     )
 
 
-class CyrusPop3d:
+class CyrusPop3d(Managed):
     """Cyrus pop3d on 127.0.0.1: ``pop3_port`` (plain and STLS), ``pop3s_port`` (TLS)."""
 
     host = "127.0.0.1"
@@ -99,7 +100,7 @@ class CyrusPop3d:
         cyrus = pwd.getpwnam("cyrus") if os.geteuid() == 0 else None
         self._ids = (cyrus.pw_uid, cyrus.pw_gid) if cyrus else (os.geteuid(), os.getegid())
 
-    def start(self) -> CyrusPop3d:
+    def start(self) -> Self:
         missing = missing_prerequisites()
         if missing:
             raise ServerStartError(missing)
@@ -181,14 +182,3 @@ class CyrusPop3d:
             return count
         finally:
             pop.quit()
-
-    def __enter__(self) -> CyrusPop3d:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -19,12 +19,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from harness.dovecot_config import Identity, render_config
 from harness.ports import free_port
 from harness.process import (
+    Managed,
     ServerStartError,
     descendants,
     processes_titled,
@@ -66,7 +66,7 @@ def pop3_greets(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class Dovecot:
+class Dovecot(Managed):
     """Dovecot on 127.0.0.1: ``pop3_port`` (plain, STLS offered) and ``pop3s_port`` (TLS).
 
     Its certificate, issued by a fresh test CA (``ca_file``), names ``localhost``,
@@ -104,7 +104,7 @@ class Dovecot:
             raise RuntimeError("dovecot is not running")
         return self._proc.pid
 
-    def start(self) -> Dovecot:
+    def start(self) -> Self:
         """Write the config (TLS files and dirs on first start), start, wait for POP3.
 
         Ports are chosen on the first start and kept by later ones (stop, then start again
@@ -193,6 +193,9 @@ class Dovecot:
         if self._base_dir is not None and self._base_dir != self.workdir / "run":
             shutil.rmtree(self._base_dir, ignore_errors=True)
 
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def child_pids(self) -> set[int]:
         """PIDs of every live process below the master (login, auth, pop3, ...)."""
         return descendants(self.pid) if self._proc is not None else set()
@@ -263,14 +266,3 @@ class Dovecot:
     def _chown(self, path: Path) -> None:
         if os.geteuid() == 0:
             os.chown(path, self.identity.uid, self.identity.gid)
-
-    def __enter__(self) -> Dovecot:
-        return self if self._proc is not None and self._proc.poll() is None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

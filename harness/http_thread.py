@@ -5,14 +5,14 @@ from __future__ import annotations
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 
 from harness.ports import free_port
+from harness.process import Managed
 from harness.tls import TlsFiles
 
 
-class ThreadedHttpServer:
+class ThreadedHttpServer(Managed):
     """Binds at construction (``port`` is known at once); ``state`` is shared with the
     handler class as its ``state`` attribute. With ``tls`` it speaks HTTPS."""
 
@@ -37,14 +37,3 @@ class ThreadedHttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

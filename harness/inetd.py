@@ -14,14 +14,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from harness.ports import free_port
-from harness.process import ServerStartError, stop_process
+from harness.process import Managed, ServerStartError, stop_process
 
 
-class Inetd:
+class Inetd(Managed):
     """Run ``argv`` for every connection to ``host:port`` (a free port unless given)."""
 
     host = "127.0.0.1"
@@ -36,7 +35,7 @@ class Inetd:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def start(self) -> Inetd:
+    def start(self) -> Self:
         """Bind and listen (retrying a port lost to a race), then accept in a thread."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
@@ -107,17 +106,6 @@ class Inetd:
         for child in children:
             stop_process(child)
 
-    def __enter__(self) -> Inetd:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def start_pop3(inetd: Inetd, what: str, timeout: float = 10.0) -> None:
     """Start ``inetd`` and wait until a connection gets a POP3 greeting (``+OK``)."""
@@ -132,7 +120,7 @@ def start_pop3(inetd: Inetd, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-class InetdPop3:
+class InetdPop3(Managed):
     """Base of a POP3 server run per connection by an :class:`Inetd` on ``pop3_port``.
 
     Plain POP3 only unless a subclass says otherwise (``pop3s_port`` is then the same port).
@@ -182,14 +170,3 @@ class InetdPop3:
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until every session has ended (servers apply deletions at QUIT)."""
         self._inetd.wait_idle(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

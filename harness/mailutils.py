@@ -26,11 +26,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from harness.dovecot import MailUser, pop3_greets
 from harness.ports import free_port
 from harness.process import (
+    Managed,
     ServerStartError,
     descendants,
     log_tail,
@@ -159,7 +160,7 @@ def _binary() -> str:
     raise ServerStartError("pop3d not found: install mailutils-pop3d (scripts/system-deps.sh)")
 
 
-class MailutilsPop3d:
+class MailutilsPop3d(Managed):
     """pop3d on 127.0.0.1: ``pop3_port`` (plain, STLS offered) and ``pop3s_port`` (TLS).
 
     The same attribute names as :class:`harness.Dovecot` (``host``, ``pop3_port``,
@@ -194,7 +195,7 @@ class MailutilsPop3d:
             raise RuntimeError("pop3d is not running")
         return self._proc.pid
 
-    def start(self) -> MailutilsPop3d:
+    def start(self) -> Self:
         """Write the config (TLS files on first start), start, wait for both ports.
 
         Ports are chosen on the first start and kept by later ones; a port lost to a race on
@@ -253,6 +254,9 @@ class MailutilsPop3d:
         children = descendants(self._proc.pid)
         stop_process(self._proc)
         terminate_all(children | processes_titled("\0".join(self._argv) + "\0"))
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     security_modes = ("plain", "starttls", "tls")
 
@@ -322,14 +326,3 @@ class MailutilsPop3d:
     def _chown(self, path: Path) -> None:
         if os.geteuid() == 0:
             os.chown(path, self.uid, self.gid)
-
-    def __enter__(self) -> MailutilsPop3d:
-        return self if self._proc is not None and self._proc.poll() is None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -156,7 +156,32 @@ def terminate_all(pids: set[int], timeout: float = 3.0) -> None:
             return
 
 
-class LocalServer:
+class Managed:
+    """A test server used as ``with Server(...) as server``: :meth:`start` on entry (unless
+    :meth:`running` says it already runs), :meth:`stop` on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def running(self) -> bool:
+        return False
+
+    def __enter__(self) -> Self:
+        return self if self.running() else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalServer(Managed):
     """One server process on 127.0.0.1 in ``workdir``, on a free (or given) port.
 
     Subclasses give ``name`` and ``log_name`` and implement :meth:`_start_once` (spawn and
@@ -206,16 +231,8 @@ class LocalServer:
         """Stop the server by its PID (SIGTERM, then SIGKILL). Idempotent."""
         stop_process(self._proc)
 
-    def __enter__(self) -> Self:
-        return self if self._proc is not None and self._proc.poll() is None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
 
 def retry_on_port_race(
