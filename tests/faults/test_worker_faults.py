@@ -39,7 +39,7 @@ def _deliver(dovecot: Dovecot, user: MailUser, files: list[Path]) -> set[bytes]:
 
 
 @pytest.mark.e2e
-def test_worker_killed_mid_poll_is_recoveredassert_stored_exactly_once(
+def test_worker_killed_mid_poll_is_recovered_and_stored_exactly_once(
     tmp_path: Path,
     dovecot: Dovecot,
     mail_user: MailUser,

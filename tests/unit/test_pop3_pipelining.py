@@ -78,3 +78,18 @@ def test_without_pipelining_each_command_is_sent_alone_and_answered_first() -> N
         session.delete(entry)
     assert all(len(write) == 1 for write in server.writes)
     assert server.most_waiting == 1
+
+
+def test_queued_commands_go_out_once_half_a_window_or_less_is_outstanding() -> None:
+    """Commands are not held back until the next read: with many replies already read
+    into the buffer, the queue goes out as soon as no more than half a window of sent
+    commands is still unanswered, so the server never waits a round trip for work."""
+    window = 8
+    session, server = _session(window)
+    entries = [MailboxEntry(n, f"u{n}", 30) for n in range(1, 41)]
+    for entry, _ in session.retrieve_many(entries):
+        session.delete(entry)
+        outstanding = len(session._inflight) - session._queued
+        assert session._queued == 0 or outstanding > window // 2
+    session.drain()
+    assert not server.unanswered
