@@ -31,9 +31,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from types import TracebackType
+from typing import Self
 
 from harness.ports import free_port
+from harness.process import Managed
 
 _LIMIT = 1 << 24  # longest line the proxy buffers
 _ALWAYS_MULTILINE = {"CAPA", "RETR", "TOP"}
@@ -146,7 +147,7 @@ class _Conn:
                 _drop(writer, rst=rst)
 
 
-class Pop3FaultProxy:
+class Pop3FaultProxy(Managed):
     """Listens on ``127.0.0.1:port`` (a free port) and forwards to ``upstream_host:port``.
 
     A context manager: the event loop runs in a background thread from ``__enter__`` until
@@ -183,7 +184,7 @@ class Pop3FaultProxy:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def __enter__(self) -> Pop3FaultProxy:
+    def start(self) -> Self:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the POP3 fault proxy did not start within 10 s")
@@ -192,12 +193,7 @@ class Pop3FaultProxy:
             raise RuntimeError("the POP3 fault proxy failed to start") from self._error
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=10)

@@ -36,11 +36,12 @@ from dataclasses import dataclass
 from email.message import Message
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 from harness.ports import free_port
+from harness.process import Managed
 
 _NOT_THE_BODY = b"not the stored body"
 WRONG_ETAG = '"' + hashlib.md5(_NOT_THE_BODY, usedforsecurity=False).hexdigest() + '"'
@@ -132,7 +133,7 @@ class Exchange:
     fault: str | None = None
 
 
-class S3FaultProxy:
+class S3FaultProxy(Managed):
     """A threaded reverse proxy on ``127.0.0.1:port`` (a free port), a context manager."""
 
     host = "127.0.0.1"
@@ -194,7 +195,7 @@ class S3FaultProxy:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def __enter__(self) -> S3FaultProxy:
+    def start(self) -> Self:
         handler = type("_BoundHandler", (_Handler,), {"proxy": self})
         for attempt in range(_BIND_ATTEMPTS):
             try:
@@ -210,12 +211,7 @@ class S3FaultProxy:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._stopping.set()  # ends any stall at once
         if self._server is not None:
             self._server.shutdown()
