@@ -1,19 +1,24 @@
 """A message's bytes as they arrive: in memory up to a threshold, then in a temp file.
 
-SHA-256 and MD5 of the whole content, and SHA-256 of the body (everything after the first
-empty line, CRLF CRLF), are computed while writing, so a 200 MB message is never held in
-memory whole and is never read again just to be hashed. Stores read it back with
-:meth:`open`.
+SHA-256 of the whole content and SHA-256 of the body (everything after the first empty
+line, CRLF CRLF) are computed while writing, so a 200 MB message is never held in memory
+whole and is never read again just to be hashed. MD5 (only S3's ``Content-MD5`` needs it)
+is computed on first use, from the content. Stores read it back with :meth:`open`.
+
+:meth:`Spool.of` wraps bytes already in memory (a JSON document, an attachment): no copy,
+no temp file, and its body hash, rarely wanted, is also computed on first use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
 from typing import IO
 
 DEFAULT_THRESHOLD = 8 * 1024 * 1024
 HEAD_LIMIT = 1024 * 1024
+_CHUNK = 1024 * 1024
 
 
 class Spool:
@@ -22,21 +27,21 @@ class Spool:
     def __init__(self, threshold: int = DEFAULT_THRESHOLD) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
         self._body: hashlib._Hash | None = None  # started once the header block has ended
+        self._body_hex: str | None = None  # cached by the bytes spool only
+        self._md5_hex: str | None = None
         self._tail = b""  # the last 3 bytes written, to find a CRLF CRLF split across writes
         self.size = 0
 
     @classmethod
     def of(cls, data: bytes) -> Spool:
-        spool = cls(threshold=max(len(data), 1))
-        spool.write(data)
-        return spool
+        """A spool holding ``data`` (not copied); written no further."""
+        return _Bytes(data)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._file.write(data)
         self._sha256.update(data)
-        self._md5.update(data)
+        self._md5_hex = None
         self.size += len(data)
         if self._body is not None:
             self._body.update(data)
@@ -58,7 +63,14 @@ class Spool:
 
     @property
     def md5(self) -> str:
-        return self._md5.hexdigest()
+        """MD5 of the content, read back once on first use."""
+        if self._md5_hex is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            source = self.open()
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+            self._md5_hex = digest.hexdigest()
+        return self._md5_hex
 
     def open(self) -> IO[bytes]:
         """The content from its start (the same file object each time; do not close it)."""
@@ -74,3 +86,36 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+
+
+class _Bytes(Spool):
+    """A spool over bytes in memory (see :meth:`Spool.of`)."""
+
+    def __init__(self, data: bytes) -> None:  # no super().__init__(): no temp file, no hashing
+        self._data = bytes(data)
+        self._file = io.BytesIO(self._data)  # shares the bytes until written to (never)
+        self._digest = hashlib.sha256(self._data).hexdigest()
+        self._body_hex = None
+        self._md5_hex = None
+        self.size = len(self._data)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        raise TypeError("a spool made with Spool.of is complete")
+
+    @property
+    def sha256(self) -> str:
+        return self._digest
+
+    @property
+    def body_sha256(self) -> str:
+        if self._body_hex is None:
+            end = self._data.find(b"\r\n\r\n")
+            body = memoryview(self._data)[end + 4 :] if end >= 0 else b""
+            self._body_hex = hashlib.sha256(body).hexdigest()
+        return self._body_hex
+
+    def read(self) -> bytes:
+        return self._data
+
+    def head(self, limit: int = HEAD_LIMIT) -> bytes:
+        return self._data[:limit]

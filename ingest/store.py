@@ -10,7 +10,8 @@ durably stored *and* verified against the sha256 we computed:
   match ours. A 412 means the key already exists: we then verify the stored object
   (checksum, MD5 ETag, or a full read) instead of failing.
 - Directory: write a temp file, fsync, hard-link into place (fails if the name exists,
-  so it is create-only too), fsync the directory, then re-read and hash it.
+  so it is create-only too), fsync the directory, then re-read and hash it (through the
+  descriptor it was written with: the inode the new name links to).
 """
 
 from __future__ import annotations
@@ -273,33 +274,37 @@ class DirectoryStore:
         path = self._file(key)
         try:
             parent = self._make_parent(path)
-            created = not os.path.exists(path) and self._link_new(parent, path, body)
-            if created:
-                _fsync_dir(parent)
-            if not created and not must_match:
+            written = None if os.path.exists(path) else self._link_new(parent, path, body)
+            if written is None and not must_match:
                 return Put.EXISTED
-            actual = _file_sha256(path)
+            actual = written or _file_sha256(path)
         except OSError as err:
             raise TransientError(f"cannot write {path}: {err}") from err
         if actual != body.sha256:
             raise StorageError(f"{path} holds sha256 {actual}, expected {body.sha256}")
-        return Put.CREATED if created else Put.EXISTED
+        return Put.EXISTED if written is None else Put.CREATED
 
-    def _link_new(self, parent: str, path: str, body: Spool) -> bool:
-        """Write a temp file, fsync it, hard-link it to ``path``: False if ``path`` exists."""
+    def _link_new(self, parent: str, path: str, body: Spool) -> str | None:
+        """Write a temp file, fsync it, hard-link it to ``path`` and fsync the directory; the
+        SHA-256 of the file as read back (the same inode the link names), or None if
+        ``path`` exists."""
         try:
-            tmp = _write_synced(parent, body)
+            tmp, fd = _write_synced(parent, body)
         except FileNotFoundError:  # the directory was removed since we made it
             self._made.discard(parent)
             self._make_parent(path)
-            tmp = _write_synced(parent, body)
+            tmp, fd = _write_synced(parent, body)
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return None
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(parent)
+            return _fd_sha256(fd)
         finally:
-            os.unlink(tmp)
-        return True
+            os.close(fd)
 
     @storage_timed("get")
     def get(self, key: str) -> bytes:
@@ -320,9 +325,13 @@ class DirectoryStore:
         path = self._file(key)
         try:
             parent = self._make_parent(path)
-            os.replace(_write_synced(parent, body), path)
-            _fsync_dir(parent)
-            actual = _file_sha256(path)
+            tmp, fd = _write_synced(parent, body)
+            try:
+                os.replace(tmp, path)
+                _fsync_dir(parent)
+                actual = _fd_sha256(fd)
+            finally:
+                os.close(fd)
         except OSError as err:
             raise TransientError(f"cannot write {path}: {err}") from err
         if actual != body.sha256:
@@ -338,10 +347,11 @@ class DirectoryStore:
                 yield path.relative_to(self.root).as_posix()
 
 
-def _write_synced(parent: str, body: Spool) -> str:
-    """A new temp file in ``parent`` holding ``body``, fsynced; its path."""
+def _write_synced(parent: str, body: Spool) -> tuple[str, int]:
+    """A new temp file in ``parent`` holding ``body``, fsynced: its path and an open
+    descriptor (read-write, for the read-back)."""
     tmp = os.path.join(parent, f".tmp-{secrets.token_hex(8)}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o600)
     try:
         source = body.open()
@@ -354,19 +364,24 @@ def _write_synced(parent: str, body: Spool) -> str:
         os.close(fd)
         os.unlink(tmp)
         raise
-    os.close(fd)
-    return tmp
+    return tmp, fd
 
 
 def _file_sha256(path: str) -> str:
     """SHA-256 of a file's content, read with plain system calls (no buffered file object)."""
-    digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        while chunk := os.read(fd, _CHUNK):
-            digest.update(chunk)
+        return _fd_sha256(fd)
     finally:
         os.close(fd)
+
+
+def _fd_sha256(fd: int) -> str:
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
     return digest.hexdigest()
 
 

@@ -26,3 +26,28 @@ def test_hashes_match_the_content_for_any_chunking(chunks: list[bytes]) -> None:
     assert spool.md5 == hashlib.md5(raw, usedforsecurity=False).hexdigest()
     assert spool.body_sha256 == hashlib.sha256(body).hexdigest()
     assert spool.read() == raw and spool.size == len(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(pieces.map(b"".join), max_size=12).map(b"".join))
+def test_a_spool_of_bytes_has_the_same_digests_and_content(raw: bytes) -> None:
+    """``Spool.of`` (no temp file, body hash and MD5 on demand) agrees with a written spool."""
+    written = Spool(threshold=16)
+    written.write(raw)
+    spool = Spool.of(raw)
+    assert (spool.sha256, spool.md5, spool.body_sha256, spool.size) == (
+        written.sha256,
+        written.md5,
+        written.body_sha256,
+        written.size,
+    )
+    assert spool.read() == raw and spool.open().read() == raw and spool.head(5) == raw[:5]
+
+
+def test_md5_is_of_everything_written_even_when_asked_in_between() -> None:
+    spool = Spool(threshold=4)
+    spool.write(b"Subject: a\r\n\r\n")
+    first = spool.md5
+    spool.write(b"body")
+    assert first == hashlib.md5(b"Subject: a\r\n\r\n", usedforsecurity=False).hexdigest()
+    assert spool.md5 == hashlib.md5(b"Subject: a\r\n\r\nbody", usedforsecurity=False).hexdigest()
