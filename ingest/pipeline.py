@@ -137,8 +137,8 @@ class _Poll:
         if self.unstored():
             return self._end_without_commit()
         report = self._commit(marked)
-        if fingerprint is not None and not fetch and not marked and total == len(records):
-            self._remember(fingerprint, total)
+        if fingerprint is not None and not marked and total == len(records):
+            self._remember(fingerprint, None if fetch else total)
         return report
 
     # -- an unchanged kept mailbox ------------------------------------------------------
@@ -146,10 +146,9 @@ class _Poll:
     _NOTED = ("listed", "already_stored", "quarantined", "oversize")
 
     def _unchanged(self, fingerprint: str) -> bool:
-        """Keep mode: the mailbox is as the last poll that found nothing to do left it (same
-        STAT and UIDL listing, ledger not written since). Then there is nothing to do again,
-        and the per-UIDL lookup of a large kept mailbox is skipped; that poll's counts are
-        reported."""
+        """Keep mode: the mailbox is as the last completed poll left it (same STAT and UIDL
+        listing, ledger not written since). Then there is nothing to do, and the per-UIDL
+        lookup of a large kept mailbox is skipped; the counts that poll noted are reported."""
         note, size = self.ledger.snapshot()
         try:
             known = json.loads(note) if note else {}
@@ -171,12 +170,16 @@ class _Poll:
         """The settings that decide what a poll leaves on the server (besides the ledger)."""
         return f"{self.plan.max_message_size}:{self.plan.oversize}"
 
-    def _remember(self, fingerprint: str, records: int) -> None:
-        """After a keep-mode poll that had nothing to fetch, delete or prune."""
-        note: dict[str, object] = {"fingerprint": fingerprint, "records": records}
-        note["settings"] = self._triage_settings()
-        note.update({name: getattr(self.report, name) for name in self._NOTED})
+    def _remember(self, fingerprint: str, records: int | None) -> None:
+        """After a keep-mode poll that committed with every listed message accounted for (and
+        no ledger entry unlisted): what the next poll of the same mailbox would find, where
+        what this poll stored counts as already stored. ``records`` is the ledger's size, or
+        None when this poll wrote to the ledger (it is then read back)."""
+        note: dict[str, object] = {name: getattr(self.report, name) for name in self._NOTED}
+        note["already_stored"] = self.report.already_stored + self.report.stored
+        note.update(fingerprint=fingerprint, settings=self._triage_settings())
         try:
+            note["records"] = self.ledger.snapshot()[1] if records is None else records
             self.ledger.remember(json.dumps(note))
         except (LockLost, TransientError) as err:  # committed already; only the shortcut is lost
             self.log.info("mailbox.snapshot_not_kept", error=str(err))

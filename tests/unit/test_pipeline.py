@@ -186,6 +186,7 @@ def test_lookup_is_one_round_trip_when_nothing_vanished() -> None:
     (plus reading and leaving the unchanged-mailbox note)."""
     w = World(_drop(), delete=False)
     w.poll()
+    w.ledger.note = None  # expired, say: the full path
     w.ledger.round_trips = 0
     report = w.poll()
     assert w.session.listings == 1 and w.ledger.round_trips == 3
@@ -213,9 +214,33 @@ def test_new_mail_in_a_kept_mailbox_is_fetched_despite_the_note() -> None:
     w.drop.add("uid-new", b"Subject: new\r\n\r\nnew\r\n")
     report = w.poll()
     assert report.stored == 1 and w.session.retrieved_uidls == ["uid-new"]
-    assert w.ledger.note is None  # it fetched: no note until a poll finds nothing to do
+    assert len(w.raw_objects()) == 4
+
+
+def test_a_kept_poll_that_stored_leaves_a_note_counting_it_as_already_stored() -> None:
+    """The poll after one that stored everything new needs no lookup either: the first poll
+    of a mailbox already notes what the second would find."""
+    w = World(_drop(), delete=False)
+    first = w.poll()
+    assert first.stored == 3 and w.ledger.note is not None
+    w.ledger.round_trips = 0
+    report = w.poll()
+    assert w.session.listings == 0 and w.ledger.round_trips == 1
+    assert (report.listed, report.already_stored, report.stored) == (3, 3, 0)
+    w.drop.add("uid-new", b"Subject: new\r\n\r\nnew\r\n")
+    assert w.poll().stored == 1
+    report = w.poll()
+    assert w.session.listings == 0 and (report.listed, report.already_stored) == (4, 4)
+
+
+def test_a_kept_poll_that_failed_leaves_no_note() -> None:
+    w = World(_drop(), delete=False)
+    w.store.fail_puts = 1
+    with pytest.raises(TransientError):
+        w.poll()
+    assert w.ledger.note is None
     w.poll()
-    assert w.ledger.note is not None and len(w.raw_objects()) == 4
+    assert w.ledger.note is not None and len(w.raw_objects()) == 3
 
 
 def test_any_ledger_write_voids_the_note() -> None:
