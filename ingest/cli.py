@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -105,6 +106,7 @@ def poll_cmd(obj: CliContext, name: str, progress: bool | None) -> None:
     from ingest.service import poll_account  # noqa: PLC0415
 
     settings = obj.settings()
+    gc.freeze()  # start-up's objects live to the end: the collector need not walk them again
     shown = sys.stderr.isatty() if progress is None else progress
     try:
         with _progress_hook(f"polling {name}", shown) as hook:

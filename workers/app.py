@@ -5,6 +5,7 @@ Every setting below is explained in the README ("Celery settings and why").
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from ingest import health, logs, metrics
 from ingest.checks import startup_problems
@@ -98,6 +99,13 @@ def _tick_liveness(sender: Any = None, **_: object) -> None:
     """The event loop touches the liveness clock; /healthz fails once it stops."""
     health.touch()
     sender.timer.call_repeatedly(health.LIVENESS_TICK, health.touch)
+
+
+@worker_process_init.connect
+def _freeze_startup_objects(**_: object) -> None:
+    """A pool process keeps what it was started with (modules, config) to the end: out of
+    the collector's sight, the full collections during polls walk only what polls made."""
+    gc.freeze()
 
 
 @worker_process_shutdown.connect
