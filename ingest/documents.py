@@ -58,7 +58,7 @@ def build_document(
         return doc
     for sha256, content_type, payload in payloads:
         key = keys.attachment_key(spec.prefix, spec.account, sha256)
-        store.put(key, Spool.of(payload), content_type or "application/octet-stream")
+        store.put(key, Spool.of(payload, sha256), content_type or "application/octet-stream")
     return doc
 
 

@@ -28,15 +28,16 @@ class Spool:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         self._sha256 = hashlib.sha256()
         self._body: hashlib._Hash | None = None  # started once the header block has ended
-        self._body_hex: str | None = None  # cached by the bytes spool only
         self._md5_hex: str | None = None
         self._tail = b""  # the last 3 bytes written, to find a CRLF CRLF split across writes
         self.size = 0
 
     @classmethod
-    def of(cls, data: bytes) -> Spool:
-        """A spool holding ``data`` (not copied); written no further."""
-        return _Bytes(data)
+    def of(cls, data: bytes, sha256: str | None = None) -> Spool:
+        """A spool holding ``data`` (not copied); written no further. ``sha256``: the
+        digest the caller already computed (an attachment's, which names its key); a store
+        still checks what it wrote against it."""
+        return _Bytes(data, sha256)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._file.write(data)
@@ -91,11 +92,11 @@ class Spool:
 class _Bytes(Spool):
     """A spool over bytes in memory (see :meth:`Spool.of`)."""
 
-    def __init__(self, data: bytes) -> None:  # no super().__init__(): no temp file, no hashing
+    def __init__(self, data: bytes, sha256: str | None) -> None:  # no temp file: no super()
         self._data = bytes(data)
         self._file = io.BytesIO(self._data)  # shares the bytes until written to (never)
-        self._digest = hashlib.sha256(self._data).hexdigest()
-        self._body_hex = None
+        self._digest = sha256 or hashlib.sha256(self._data).hexdigest()
+        self._body_hex: str | None = None
         self._md5_hex = None
         self.size = len(self._data)
 

@@ -73,3 +73,13 @@ def test_replace_overwrites_atomically(tmp_path: Path) -> None:
     store.replace("p/doc.json", Spool.of(b'{"v":2}'), "application/json")
     assert store.get("p/doc.json") == b'{"v":2}'
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_what_was_written_is_read_back_against_the_digest_the_caller_gave(tmp_path: Path) -> None:
+    """A digest passed to ``Spool.of`` is not taken on trust: the file read back must match."""
+    data = b"attachment bytes"
+    store = DirectoryStore(tmp_path)
+    with pytest.raises(StorageError, match="expected"):
+        store.put(_key(data), Spool.of(data, hashlib.sha256(b"other").hexdigest()), "x/y")
+    right = Spool.of(data, hashlib.sha256(data).hexdigest())
+    assert right.sha256 == Spool.of(data).sha256
