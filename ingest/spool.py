@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 DEFAULT_THRESHOLD = 8 * 1024 * 1024
@@ -64,14 +66,24 @@ class Spool:
 
     @property
     def md5(self) -> str:
-        """MD5 of the content, read back once on first use."""
+        """MD5 of the content, read back once on first use. The file :meth:`open` gives is
+        left where it was: a caller may have opened it for an upload before asking."""
         if self._md5_hex is None:
             digest = hashlib.md5(usedforsecurity=False)
-            source = self.open()
-            while chunk := source.read(_CHUNK):
-                digest.update(chunk)
+            with self._reading() as source:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
             self._md5_hex = digest.hexdigest()
         return self._md5_hex
+
+    @contextmanager
+    def _reading(self) -> Iterator[IO[bytes]]:
+        """The content from its start, for a read-back that puts the position back after."""
+        position = self._file.tell()
+        try:
+            yield self.open()
+        finally:
+            self._file.seek(position)
 
     def open(self) -> IO[bytes]:
         """The content from its start (the same file object each time; do not close it)."""
@@ -83,7 +95,8 @@ class Spool:
         return self.open().read()
 
     def head(self, limit: int = HEAD_LIMIT) -> bytes:
-        return self.open().read(limit)
+        with self._reading() as source:
+            return source.read(limit)
 
     def close(self) -> None:
         self._file.close()
@@ -114,6 +127,12 @@ class _Bytes(Spool):
             body = memoryview(self._data)[end + 4 :] if end >= 0 else b""
             self._body_hex = hashlib.sha256(body).hexdigest()
         return self._body_hex
+
+    @property
+    def md5(self) -> str:
+        if self._md5_hex is None:
+            self._md5_hex = hashlib.md5(self._data, usedforsecurity=False).hexdigest()
+        return self._md5_hex
 
     def read(self) -> bytes:
         return self._data

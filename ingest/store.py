@@ -170,15 +170,17 @@ class S3Store:
 
     def replace(self, key: str, body: Spool, content_type: str) -> None:
         """Overwrite a derived object (a rebuilt JSON document), verified like ``put``."""
+        sha256, md5 = body.sha256, body.md5  # everything that reads the body, before open()
+        params = self._params(key, body, create=False)
         try:
             reply = self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body.open(), ContentLength=body.size,
-                ContentType=content_type, ContentMD5=_b64(body.md5), ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(body.sha256), **self._params(key, body, create=False),
+                ContentType=content_type, ContentMD5=_b64(md5), ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(sha256), **params,
             )  # fmt: skip
         except (ClientError, BotoCoreError) as err:
             raise _translate(err, f"PUT {key}") from err
-        self._confirm(key, dict(reply), body.sha256, body.md5)
+        self._confirm(key, dict(reply), sha256, md5)
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under ``prefix``, in key order."""

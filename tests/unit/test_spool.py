@@ -51,3 +51,17 @@ def test_md5_is_of_everything_written_even_when_asked_in_between() -> None:
     spool.write(b"body")
     assert first == hashlib.md5(b"Subject: a\r\n\r\n", usedforsecurity=False).hexdigest()
     assert spool.md5 == hashlib.md5(b"Subject: a\r\n\r\nbody", usedforsecurity=False).hexdigest()
+
+
+def test_md5_and_head_leave_an_opened_body_where_it_was() -> None:
+    """An upload opens the body and then asks for MD5 or the head (for the object's
+    parameters): the body it sends is still whole (S3's replace once sent an empty body
+    under a Content-Length, and waited a minute for its read timeout)."""
+    raw = b"Subject: a\r\n\r\n" + b"x" * 100
+    written = Spool(threshold=16)
+    written.write(raw)
+    for spool in (written, Spool.of(raw)):
+        source = spool.open()
+        assert spool.md5 == hashlib.md5(raw, usedforsecurity=False).hexdigest()
+        assert spool.head(8) == raw[:8]
+        assert source.read() == raw
