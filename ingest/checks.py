@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from ingest.config import Settings
-from ingest.errors import IngestError
+from ingest.errors import ConfigError, IngestError
+from ingest.events_config import SinkConfig
 from ingest.interfaces import Put
 from ingest.keys import probe_key
 from ingest.object_params import ObjectWriter
@@ -44,6 +45,7 @@ def run_checks(settings: Settings) -> Iterator[tuple[bool, str]]:
         yield False, f"redis {where}: {err}"
     yield _check_store(settings)
     yield from _check_protection(settings)
+    yield from _check_sinks(settings)
     for account in settings.accounts:
         yield _check_account(settings, account.name)
 
@@ -96,6 +98,38 @@ def _check_store(settings: Settings) -> tuple[bool, str]:
             "the store ignores If-None-Match, so duplicates cannot be prevented"
         )
     return True, f"storage {store.describe()}: writable, conditional writes and checksums honoured"
+
+
+def _check_sinks(settings: Settings) -> Iterator[tuple[bool, str]]:
+    """Every distinct event sink once (the default list and accounts' own lists): its
+    secret is readable and it answers a probe that sends no event. A sink that fails never
+    holds up polls, so this is only reported here, not refused at a worker's start."""
+    from ingest.sinks import DeliveryError, open_sink  # noqa: PLC0415 - only with sinks
+
+    lists = [("", settings.events)]
+    lists += [(f"accounts({a.name}).", a.events) for a in settings.accounts if a.events]
+    distinct: dict[SinkConfig, str] = {}  # frozen configs: equal ones are checked once
+    for owner, sinks in lists:
+        for cfg in sinks:
+            distinct.setdefault(cfg, owner)
+    client = redis_client(settings)  # connects on first use: not at all without sinks
+    for cfg, owner in distinct.items():
+        where = f"{owner}events({cfg.sink_name})"
+        label = f"sink {where}"
+        try:
+            sink = open_sink(cfg, client, f"{settings.source}: {where}", None)
+        except ConfigError as err:
+            yield False, f"{label}: {err}"
+            continue
+        if sink is None:  # a celery sink: only the workers can send it
+            yield True, f"{label}: a Celery task the workers send through their broker"
+            continue
+        try:
+            yield True, f"{label}: {sink.probe()}"
+        except DeliveryError as err:
+            yield False, f"{label}: {err}"
+        finally:
+            sink.close()
 
 
 def _check_account(settings: Settings, name: str) -> tuple[bool, str]:

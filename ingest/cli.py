@@ -68,11 +68,14 @@ def main(ctx: click.Context, config: str | None, log_level: str, log_json: bool 
 @main.command()
 @click.pass_obj
 def check(obj: CliContext) -> None:
-    """Validate the config and reach Redis, the store and every account (one line each).
+    """Validate the config and reach Redis, the store, every event sink and every account
+    (one line each).
 
     Checks Redis's maxmemory-policy (noeviction expected), writes a probe object twice
-    (create-only writes and checksums must be honoured) and logs in to every account
-    without changing its mailbox. Exit status: 0 all ok, 1 a problem, 78 config error.
+    (create-only writes and checksums must be honoured), probes each event sink without
+    sending an event (a webhook: HEAD over its TLS settings; a stream: its key's type) and
+    logs in to every account without changing its mailbox. Exit status: 0 all ok, 1 a
+    problem, 78 config error.
     """
     from ingest.checks import run_checks  # noqa: PLC0415 - keeps `ingest --help` fast
 

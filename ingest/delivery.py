@@ -101,7 +101,8 @@ def deliver_account(
     report = DeliveryReport(name)
     for cfg in account_sinks(settings, account):
         try:
-            sink = open_sink(cfg, client, f"{settings.source}: accounts({name})", sender)
+            where = f"{settings.source}: accounts({name}).events({cfg.sink_name})"
+            sink = open_sink(cfg, client, where, sender)
         except ConfigError as err:
             log.error("event.sink_unusable", account=name, sink=cfg.sink_name, error=str(err))
             outbox.note_error(cfg.sink_name, str(err), clock())

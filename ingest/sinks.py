@@ -55,6 +55,11 @@ class Sink(Protocol):
 
     def send(self, event: Event) -> None: ...
 
+    def probe(self) -> str:
+        """Reach the destination without sending an event: what it answered, or
+        :class:`DeliveryError` (``ingest check``)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -79,6 +84,23 @@ class RedisStreamSink:
             self.client.xadd(self.cfg.stream, fields, maxlen=self.cfg.maxlen, approximate=True)  # type: ignore[arg-type]
         except redis.RedisError as err:
             raise DeliveryError(f"redis stream {self.cfg.stream}: {err}") from err
+
+    def probe(self) -> str:
+        """The key must be a stream or absent: XADD to a key of another type always fails."""
+        stream = self.cfg.stream
+        try:
+            kind = self.client.type(stream)
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind == "none":
+                return f"stream {stream}: Redis reachable, the stream is made by the first event"
+            if kind != "stream":
+                raise DeliveryError(
+                    f"redis stream {stream}: the key holds a {kind}, not a stream; "
+                    "every XADD would fail (name another stream)"
+                )
+            return f"stream {stream}: Redis reachable, {self.client.xlen(stream)} entries"
+        except redis.RedisError as err:
+            raise DeliveryError(f"redis stream {stream}: {err}") from err
 
     def close(self) -> None:
         if self.cfg.url is not None:
@@ -119,11 +141,27 @@ class WebhookSink:
         body = event.body.encode()
         try:
             reply = self.http.post(self.url, content=body, headers=self.headers(event, body))
-        except httpx.HTTPError as err:  # the URL may carry a token: never in the message
-            detail = str(err).replace(self.url, "<url>") or "no detail"
-            raise DeliveryError(f"{type(err).__name__}: {detail}") from err
+        except httpx.HTTPError as err:
+            raise self._unreachable(err) from err
         if not reply.is_success:
             raise DeliveryError(f"HTTP {reply.status_code} {reply.reason_phrase}")
+
+    def probe(self) -> str:
+        """A HEAD request: name resolution, connection and TLS (with the configured CA) are
+        what a POST needs too; any HTTP answer shows the endpoint is there. No event sent."""
+        import httpx  # noqa: PLC0415 - already loaded by __init__
+
+        try:
+            reply = self.http.head(self.url)
+        except httpx.HTTPError as err:
+            raise self._unreachable(err) from err
+        scheme = "HTTPS" if self.url.startswith("https:") else "plain HTTP"
+        return f"reachable over {scheme}; HEAD answered HTTP {reply.status_code} (no event sent)"
+
+    def _unreachable(self, err: Exception) -> DeliveryError:
+        """The error without the URL: it may carry a token."""
+        detail = str(err).replace(self.url, "<url>") or "no detail"
+        return DeliveryError(f"{type(err).__name__}: {detail}")
 
     def close(self) -> None:
         self.http.close()
@@ -144,6 +182,9 @@ class CelerySink:
         except Exception as err:
             raise DeliveryError(f"celery task {self.cfg.task}: {err}") from err
 
+    def probe(self) -> str:
+        return f"task {self.cfg.task} on queue {self.cfg.queue}, through the workers' broker"
+
     def close(self) -> None:
         return
 
@@ -156,7 +197,8 @@ def open_sink(
 ) -> Sink | None:
     """The sink for ``cfg``; None for a celery sink when no sender was given.
 
-    Raises ConfigError (naming ``where``, never the value) when a secret is missing.
+    Raises ConfigError (naming ``where``, the sink's place in the config, never the value)
+    when a secret is missing.
     """
     name = cfg.sink_name
     if isinstance(cfg, RedisStreamSinkConfig):
@@ -164,6 +206,6 @@ def open_sink(
             client = redis.Redis.from_url(cfg.url, socket_timeout=10, socket_connect_timeout=5)
         return RedisStreamSink(name, client, cfg)
     if isinstance(cfg, WebhookSinkConfig):
-        secret = read_secret(f"{where}.events({name})", "secret", cfg.secret_env, cfg.secret_file)
+        secret = read_secret(where, "secret", cfg.secret_env, cfg.secret_file)
         return WebhookSink(name, cfg, secret)
     return None if sender is None else CelerySink(name, cfg, sender)

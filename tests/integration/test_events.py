@@ -270,3 +270,45 @@ def test_webhook_tls_is_verified_and_a_missing_secret_holds_events_back(
     assert row["events_pending"] == 2
     assert "untrusted: ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]" in row["events_error"]
     assert "unsigned: " in row["events_error"] and webhook.url not in row["events_error"]
+
+
+def test_check_probes_each_sink_without_sending_an_event(
+    tmp_path: Path, dovecot: Dovecot, mail_user: MailUser, s3_server: MotoS3, bucket: str,
+    redis_url: str, webhook: WebhookServer,
+) -> None:  # fmt: skip
+    """`ingest check` reaches every distinct sink once and sends nothing: the webhook over
+    TLS with its CA, the stream's key; it names a sink whose CA does not match, whose
+    secret is missing or whose key is not a stream, and never prints the URL's token."""
+    redis.Redis.from_url(redis_url).set("test:not-a-stream", "x")
+    other_ca = make_server_tls(tmp_path / "other-tls").ca_file
+    url = webhook.url + "?token=tok-in-url-7f3a"
+    hook = {**_hook_sink(webhook, tmp_path), "url": url, "name": "hook"}
+    sinks = [
+        hook,
+        {**hook, "name": "wrong-ca", "ca_file": str(other_ca)},
+        {**hook, "name": "no-secret", "secret_env": "NO_SUCH_SECRET_ENV"},
+        {"type": "redis_stream", "name": "stream", "stream": STREAM, "url": redis_url},
+        {"type": "redis_stream", "name": "wrong-type", "stream": "test:not-a-stream"},
+        {"type": "celery", "task": "downstream.handle"},
+    ]
+    own = account_entry(dovecot, mail_user, name="own", events=[hook])  # same sink: once
+    cfg = write_config(
+        tmp_path / "c.yaml", redis_url=redis_url, s3=s3_server, bucket=bucket, prefix="ev",
+        accounts=[account_entry(dovecot, mail_user), own], events=sinks,
+    )  # fmt: skip
+    env = {password_env(a): mail_user.password for a in ("support", "own")}
+    result = run_cli(cfg, "check", env={**env, "HOOK_SECRET": SECRET})
+    out = result.stdout + result.stderr
+    lines = {line.split("events(")[1].split(")")[0]: line for line in
+             result.stdout.splitlines() if "  sink " in line}  # fmt: skip
+    assert result.returncode == 1, out[-3000:]
+    assert sorted(lines) == ["celery", "hook", "no-secret", "stream", "wrong-ca", "wrong-type"]
+    assert lines["hook"].startswith("ok") and "reachable over HTTPS" in lines["hook"]
+    assert lines["wrong-ca"].startswith("FAIL") and "CERTIFICATE_VERIFY_FAILED" in lines["wrong-ca"]
+    assert lines["no-secret"].startswith("FAIL")
+    assert "events(no-secret).secret_env: environment variable NO_SUCH_SECRET_ENV" in out
+    assert lines["stream"].startswith("ok") and f"stream {STREAM}" in lines["stream"]
+    assert lines["wrong-type"].startswith("FAIL") and "not a stream" in lines["wrong-type"]
+    assert lines["celery"].startswith("ok")
+    assert webhook.received == [] and webhook.refused == 0
+    assert "tok-in-url-7f3a" not in out and SECRET not in out
