@@ -119,3 +119,40 @@ def events_retry(
         raise click.UsageError(f"{name} has no sink {', '.join(sorted(unknown))}")
     count = sum(outbox.requeue(s, list(ids), time.time()) for s in sinks or outbox.sinks)
     click.echo(f"{name}: {count} event(s) back in the outbox; the next delivery sends them")
+
+
+@events.command(name="prune")
+@click.argument("names", nargs=-1)
+@click.option("--yes", is_flag=True, help="Delete them (without it, only list them).")
+@click.pass_obj
+def events_prune(obj: CliContext, names: tuple[str, ...], yes: bool) -> None:
+    """Outboxes of sinks no longer in the config, for the NAMES accounts (default: all).
+
+    A sink removed from an account's list keeps its pending and dead-lettered events and
+    its counters in Redis. This lists them; with --yes it deletes them. Run it once every
+    worker has the new config, or a worker with the old one may record into them again.
+    Exit status: 0, 75 Redis unavailable.
+    """
+    from ingest.delivery import account_sinks  # noqa: PLC0415
+    from ingest.outbox import drop_sink, leftover_sinks  # noqa: PLC0415
+    from ingest.service import redis_client  # noqa: PLC0415
+
+    settings = obj.settings()
+    client = redis_client(settings)
+    found = 0
+    try:
+        for account in [settings.account(n) for n in names] or list(settings.accounts):
+            configured = [s.sink_name for s in account_sinks(settings, account)]
+            for sink, (pending, dead) in leftover_sinks(client, account.name, configured).items():
+                found += 1
+                if yes:
+                    drop_sink(client, account.name, sink)
+                what = "deleted" if yes else "not in the config"
+                click.echo(f"{account.name}\t{sink}\t{pending} pending\t{dead} dead\t{what}")
+    except IngestError as err:
+        click.echo(f"events: {err}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    if not found:
+        click.echo("no outbox of a removed sink", err=True)
+    elif not yes:
+        click.echo("run again with --yes to delete them", err=True)

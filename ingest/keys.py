@@ -173,11 +173,16 @@ INTERVALS_KEY = "ingest:{schedule}:intervals"
 SCHEDULE_DIGEST_KEY = "ingest:{schedule}:digest"
 
 
+def outbox_prefix(account: str) -> str:
+    """What every outbox key of ``account`` starts with (``SINK:events`` and so on follow)."""
+    return f"ingest:{{{account}}}:outbox:"
+
+
 def outbox_keys(account: str, sink: str) -> tuple[str, str, str, str]:
     """The outbox of one sink of ``account``: (events, due, attempts, dead)."""
     if not ACCOUNT_NAME.match(account) or not ACCOUNT_NAME.match(sink):
         raise ValueError(f"account {account!r} or sink {sink!r} does not match [a-z0-9_-]+")
-    base = f"ingest:{{{account}}}:outbox:{sink}"
+    base = outbox_prefix(account) + sink
     return f"{base}:events", f"{base}:due", f"{base}:attempts", f"{base}:dead"
 
 

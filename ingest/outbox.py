@@ -269,3 +269,34 @@ def totals(sinks: dict[str, dict[str, Any]]) -> tuple[int, int]:
     """Pending and dead-lettered events over all sinks of one account's ``sink_stats``."""
     pending = sum(int(s.get("pending", 0)) for s in sinks.values())
     return pending, sum(int(s.get("dead", 0)) for s in sinks.values())
+
+
+def leftover_sinks(
+    client: redis.Redis, account: str, configured: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Sinks of ``account`` that still have outbox keys or counters in Redis although
+    ``configured`` no longer names them: sink -> (pending, dead-lettered events)."""
+    prefix = keys.outbox_prefix(account)
+    found = set(sink_stats(client, [account])[account])
+    for key in _redis("listing outbox keys", lambda: list(client.scan_iter(prefix + "*", 1000))):
+        found.add(_text(key)[len(prefix) :].rpartition(":")[0])  # SINK:events -> SINK
+    left = sorted(found - set(configured))
+    pipe = client.pipeline(transaction=False)
+    for sink in left:
+        _, due, _, dead = keys.outbox_keys(account, sink)
+        pipe.zcard(due)
+        pipe.zcard(dead)
+    counts = _redis("counting leftover events", pipe.execute) if left else []
+    return {sink: (counts[2 * n], counts[2 * n + 1]) for n, sink in enumerate(left)}
+
+
+def drop_sink(client: redis.Redis, account: str, sink: str) -> None:
+    """Delete every outbox key and counter of one sink of ``account`` (one transaction)."""
+    stats = keys.event_stats_key(account)
+    fields = _redis("reading counters", lambda: client.hkeys(stats))
+    mine = [f for f in map(_text, fields) if f.rpartition(":")[0] == sink]
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(*keys.outbox_keys(account, sink))
+    if mine:
+        pipe.hdel(stats, *mine)
+    _redis("deleting a sink's outbox", pipe.execute)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
+from support import run_cli, write_config
 
 from ingest.events import Event
-from ingest.outbox import Outbox, sink_stats
+from ingest.outbox import Outbox, leftover_sinks, sink_stats
 
 POLICY = (3, 10.0, 25.0)  # max_attempts, first delay, largest delay
 
@@ -90,3 +93,44 @@ def test_the_backoff_is_capped_and_deferred_events_keep_their_attempts(redis_url
     assert {(e.id, e.when, e.attempts) for e in box.entries("hook", dead=False)} == {
         ("id1", 25.0, 3), ("id2", 25.0, 0),
     }  # fmt: skip
+
+
+def test_a_removed_sinks_outbox_is_listed_then_pruned_and_the_others_stay(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """`ingest events prune` names the sink the config no longer has, with its pending and
+    dead counts, deletes nothing without --yes, and with it deletes that sink's keys and
+    counters only (another account's sink of the same name, still configured, stays)."""
+    box = _outbox(redis_url)
+    for n in range(3):
+        box.record(_event(n), 100.0)
+    box.claim("stream", 100.0, lease=60, batch=1)
+    box.fail("stream", "id0", 100.0, "down", policy=(1, 1.0, 1.0), jitter=1.0)  # dead
+    Outbox(redis.Redis.from_url(redis_url), "billing", ("stream",)).record(_event(9), 1.0)
+    client = redis.Redis.from_url(redis_url)
+    before = sorted(k.decode() for k in client.keys("ingest:*"))
+    assert leftover_sinks(client, "support", ["hook"]) == {"stream": (2, 1)}
+    stream_sink = {"type": "redis_stream", "name": "stream"}
+    accounts = [
+        {"name": n, "host": "127.0.0.1", "port": 1, "username": n, "password_env": "PW",
+         "events": ev} for n, ev in (("support", [{**stream_sink, "name": "hook"}]),
+                                     ("billing", [stream_sink]))
+    ]  # fmt: skip
+    cfg = write_config(
+        tmp_path / "c.yaml", redis_url=redis_url, directory=tmp_path / "s", accounts=accounts
+    )
+    listed = run_cli(cfg, "events", "prune")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.splitlines() == ["support\tstream\t2 pending\t1 dead\tnot in the config"]
+    assert "--yes" in listed.stderr
+    assert sorted(k.decode() for k in client.keys("ingest:*")) == before
+    pruned = run_cli(cfg, "events", "prune", "--yes")
+    assert pruned.stdout.splitlines() == ["support\tstream\t2 pending\t1 dead\tdeleted"]
+    assert client.keys("ingest:{support}:outbox:stream:*") == []
+    assert set(_counts(redis_url)) == {"hook"}
+    assert [e.id for e in box.entries("hook", dead=False)] == ["id0", "id1", "id2"]
+    billing = Outbox(client, "billing", ("stream",)).entries("stream", dead=False)
+    assert [e.id for e in billing] == ["id9"]
+    again = run_cli(cfg, "events", "prune", "--yes")
+    assert again.returncode == 0 and again.stdout == ""
+    assert "no outbox of a removed sink" in again.stderr
