@@ -24,6 +24,7 @@ from pydantic import (
 
 from ingest.errors import ConfigError
 from ingest.events_config import SinkList
+from ingest.keys import RESERVED_ACCOUNT_NAMES
 from ingest.storage_options import StorageOptions, delete_mode, merge_options, option_problems
 
 CONFIG_ENV = "INGEST_CONFIG"
@@ -114,7 +115,9 @@ class AccountConfig(_Frozen):
     """One POP3 mailbox to poll."""
 
     name: str = Field(
-        pattern=r"^[a-z0-9_-]+$", max_length=64, description="unique; part of every key"
+        pattern=r"^[a-z0-9_-]+$",
+        max_length=64,
+        description="unique; part of every key (`schedule` is reserved)",
     )
     host: str = Field(min_length=1, description="the POP3 server")
     port: int | None = Field(
@@ -189,6 +192,13 @@ class AccountConfig(_Frozen):
     @classmethod
     def _delete_mode(cls, value: Any) -> str:
         return delete_mode(value)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_ACCOUNT_NAMES:
+            raise ValueError(f"{value!r} is reserved (the scheduler's Redis keys); pick another")
+        return value
 
     @property
     def delete_after_days(self) -> int | None:

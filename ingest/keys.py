@@ -15,6 +15,7 @@ Redis keys (one namespace, ``ingest:``; the ``{account}`` hash tag keeps one acc
 keys in one Redis Cluster slot):
 
     ingest:{account}:ledger     hash  UIDL -> ledger record (JSON)
+    ingest:{account}:unchanged  string  a kept mailbox's note of the last completed poll
     ingest:{account}:lock       string  the poll lock token (with expiry)
     ingest:{account}:fence      counter  monotonically increasing fencing tokens
     ingest:{account}:last       hash  last poll outcome, for ``ingest status``
@@ -39,6 +40,7 @@ from __future__ import annotations
 import re
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9_-]+$")
+RESERVED_ACCOUNT_NAMES = frozenset({"schedule"})  # ingest:{schedule}:... is the scheduler's
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

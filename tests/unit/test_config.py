@@ -80,6 +80,12 @@ def test_duplicate_account_names_and_unknown_keys() -> None:
     assert "repeated: support" in problems[0]
 
 
+def test_the_schedulers_hash_tag_is_not_an_account_name() -> None:
+    """An account named ``schedule`` would share the scheduler's Redis keys."""
+    (problem,) = _problems({**GOOD, "accounts": [{**GOOD["accounts"][0], "name": "schedule"}]})
+    assert "accounts[0](schedule).name" in problem and "reserved" in problem
+
+
 def test_yaml_errors_and_missing_files_name_the_file(tmp_path: Path) -> None:
     """Unreadable or invalid files are reported with their path."""
     with pytest.raises(ConfigError, match="cannot read"):
