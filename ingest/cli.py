@@ -38,6 +38,24 @@ class CliContext:
             sys.exit(EX_CONFIG)
 
 
+def list_or_delete(what: str, lines: Iterator[str], *, yes: bool, nothing: str) -> None:
+    """Operators' clean-up of what the config no longer names (``events prune``, ``ledger
+    forget``): ``lines`` lists (or, with --yes, deletes) one item per line as it goes;
+    Redis trouble ends the command with exit 75."""
+    shown = 0
+    try:
+        for line in lines:
+            click.echo(line)
+            shown += 1
+    except IngestError as err:
+        click.echo(f"{what}: {err}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    if not shown:
+        click.echo(nothing, err=True)
+    elif not yes:
+        click.echo("run again with --yes to delete them", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",

@@ -6,10 +6,11 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
-from ingest.cli import EX_TEMPFAIL, CliContext, main
+from ingest.cli import EX_TEMPFAIL, CliContext, list_or_delete, main
 from ingest.config import Settings
 from ingest.errors import IngestError
 
@@ -139,20 +140,15 @@ def events_prune(obj: CliContext, names: tuple[str, ...], yes: bool) -> None:
 
     settings = obj.settings()
     client = redis_client(settings)
-    found = 0
-    try:
-        for account in [settings.account(n) for n in names] or list(settings.accounts):
+    accounts = [settings.account(n) for n in names] or list(settings.accounts)
+
+    def lines() -> Iterator[str]:
+        for account in accounts:
             configured = [s.sink_name for s in account_sinks(settings, account)]
             for sink, (pending, dead) in leftover_sinks(client, account.name, configured).items():
-                found += 1
                 if yes:
                     drop_sink(client, account.name, sink)
                 what = "deleted" if yes else "not in the config"
-                click.echo(f"{account.name}\t{sink}\t{pending} pending\t{dead} dead\t{what}")
-    except IngestError as err:
-        click.echo(f"events: {err}", err=True)
-        sys.exit(EX_TEMPFAIL)
-    if not found:
-        click.echo("no outbox of a removed sink", err=True)
-    elif not yes:
-        click.echo("run again with --yes to delete them", err=True)
+                yield f"{account.name}\t{sink}\t{pending} pending\t{dead} dead\t{what}"
+
+    list_or_delete("events", lines(), yes=yes, nothing="no outbox of a removed sink")

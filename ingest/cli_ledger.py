@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 import click
 
-from ingest.cli import EX_CONFIG, CliContext, main
+from ingest.cli import EX_CONFIG, CliContext, list_or_delete, main
 from ingest.cli_completion import account_names
 from ingest.errors import ConfigError, IngestError
 from ingest.model import LedgerRecord, State
@@ -101,3 +102,45 @@ def _table(account: str, records: list[tuple[str, LedgerRecord]]) -> None:
             str(rec.failures), rec.sha256[:16], rec.reason[:60],
         )  # fmt: skip
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@ledger.command(name="forget")
+@click.argument("names", nargs=-1)
+@click.option("--yes", is_flag=True, help="Delete them (without it, only list them).")
+@click.pass_obj
+def forget(obj: CliContext, names: tuple[str, ...], yes: bool) -> None:
+    """Redis keys of accounts no longer in the config: list them, or delete them (--yes).
+
+    Without NAMES: every account with keys in Redis (ledger, outbox, counters) that the
+    config does not name. Stored objects are not touched. An account added again later
+    starts with an empty ledger: what is still on its server is downloaded again (no
+    duplicate objects: keys are content-derived; its events are recorded again, with the
+    same ids). Refused for an account still in the config, and while its lock is held.
+    Exit status: 0; 1 an account is configured or being polled; 75 Redis unavailable.
+    """
+    from ingest.keys import ACCOUNT_NAME  # noqa: PLC0415 - keeps `ingest --help` fast
+    from ingest.ledger import accounts_in_redis, forget_account  # noqa: PLC0415
+    from ingest.service import redis_client  # noqa: PLC0415
+
+    settings = obj.settings()
+    configured = {a.name for a in settings.accounts}
+    bad = [n for n in names if not ACCOUNT_NAME.match(n)]
+    if bad:
+        raise click.UsageError(f"not an account name: {', '.join(bad)}")
+    still = [n for n in names if n in configured]
+    if still:
+        click.echo(f"{', '.join(still)}: still in the config; remove it there first", err=True)
+        sys.exit(1)
+    client = redis_client(settings)
+
+    def lines() -> Iterator[str]:
+        found = accounts_in_redis(client)
+        for name in names or sorted(set(found) - configured):
+            count, records = found.get(name, (0, 0))
+            if yes:
+                yield f"{name}\t{forget_account(client, name)} keys deleted"
+            else:
+                yield f"{name}\t{count} keys\t{records} ledger records\tnot in the config"
+
+    nothing = "no account in Redis that the config does not name"
+    list_or_delete("ledger", lines(), yes=yes, nothing=nothing)

@@ -131,6 +131,11 @@ def probe_key(prefix: str) -> str:
     return _join(prefix, "_ingest", "check.txt")
 
 
+def redis_prefix(account: str) -> str:
+    """What every Redis key of ``account`` starts with (a glob pattern when it is ``*``)."""
+    return f"ingest:{{{account}}}:"
+
+
 def ledger_key(account: str) -> str:
     return f"ingest:{{{account}}}:ledger"
 
@@ -177,7 +182,7 @@ SCHEDULE_DIGEST_KEY = "ingest:{schedule}:digest"
 
 def outbox_prefix(account: str) -> str:
     """What every outbox key of ``account`` starts with (``SINK:events`` and so on follow)."""
-    return f"ingest:{{{account}}}:outbox:"
+    return redis_prefix(account) + "outbox:"
 
 
 def outbox_keys(account: str, sink: str) -> tuple[str, str, str, str]:

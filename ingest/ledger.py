@@ -20,6 +20,7 @@ import redis
 
 from ingest import keys
 from ingest.errors import LockLost, TransientError
+from ingest.lock import AccountLock
 from ingest.model import LedgerRecord, State
 
 # KEYS: lock, ledger, snapshot. Every write of the ledger drops the snapshot.
@@ -170,3 +171,42 @@ def read_records(
             yield (field.decode() if isinstance(field, bytes) else field), decode(value)
     except redis.RedisError as err:
         raise TransientError(f"redis unavailable reading the ledger: {err}") from err
+
+
+def accounts_in_redis(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """Every account that has keys in Redis (ledger, outbox, counters...): name -> (keys,
+    ledger records). Scanned (SCAN), so the keyspace is never listed at once."""
+    counts: dict[str, int] = {}
+    try:
+        for key in client.scan_iter(keys.redis_prefix("*") + "*", 1000):
+            name = (key.decode() if isinstance(key, bytes) else key)[len("ingest:{") :]
+            name = name.partition("}")[0]
+            if keys.ACCOUNT_NAME.match(name) and name not in keys.RESERVED_ACCOUNT_NAMES:
+                counts[name] = counts.get(name, 0) + 1
+        pipe = client.pipeline(transaction=False)
+        for name in counts:
+            pipe.hlen(keys.ledger_key(name))
+        sizes = pipe.execute() if counts else []
+    except redis.RedisError as err:
+        raise TransientError(f"redis unavailable listing accounts: {err}") from err
+    return {name: (counts[name], size) for name, size in zip(counts, sizes, strict=True)}
+
+
+def forget_account(client: redis.Redis, account: str) -> int:
+    """Delete every Redis key of ``account`` (ledger, outbox, counters...) under its poll
+    lock, so never while a poll of it runs (TransientError); returns how many."""
+    if account in keys.RESERVED_ACCOUNT_NAMES:
+        raise ValueError(f"{account!r} is not an account")
+    lock = AccountLock(client, account, ttl=60)
+    try:
+        if not lock.acquire():
+            raise TransientError(f"a poll of {account} is running; try again when it has finished")
+        with lock:
+            mine = keys.lock_key(account).encode()  # it goes when it is released
+            pattern = keys.redis_prefix(account) + "*"
+            found = [k for k in client.scan_iter(pattern, 1000) if k != mine]
+            for start in range(0, len(found), 500):
+                client.unlink(*found[start : start + 500])
+    except redis.RedisError as err:
+        raise TransientError(f"redis unavailable deleting {account}'s keys: {err}") from err
+    return len(found)

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import redis
 from support import ROOT, account_entry, password_env, run_cli, write_config
 
 from harness import Dovecot, MailUser
+from ingest.lock import AccountLock
 
 
 def _polled(tmp_path: Path, dovecot: Dovecot, user: MailUser, redis_url: str, delete: str) -> Path:
@@ -102,3 +104,45 @@ def test_the_bash_completion_script_completes_commands_and_account_names(tmp_pat
             [ingest, "completion", shell], capture_output=True, text=True, check=False
         )
         assert out.returncode == 0 and "_INGEST_COMPLETE" in out.stdout
+
+
+def test_ledger_forget_lists_then_deletes_the_keys_of_an_account_gone_from_the_config(
+    tmp_path: Path, dovecot: Dovecot, mail_user: MailUser, redis_url: str
+) -> None:
+    """An account removed from the config keeps its ledger and counters until `ledger
+    forget --yes`; never while polled (its lock), never a configured account, and the
+    other account's keys and the scheduler's stay."""
+    cfg = _polled(tmp_path, dovecot, mail_user, redis_url, "never")
+    both = [account_entry(dovecot, mail_user, delete="never", name=n) for n in ("support", "old")]
+    write_config(cfg, redis_url=redis_url, directory=tmp_path / "store", accounts=both)
+    env = {password_env(n): mail_user.password for n in ("support", "old")}
+    for name in ("support", "old"):
+        assert run_cli(cfg, "poll", name, env=env).returncode == 0
+    client = redis.Redis.from_url(redis_url)
+    client.set("ingest:{schedule}:tick", "1")
+    write_config(cfg, redis_url=redis_url, directory=tmp_path / "store", accounts=both[:1])
+    old_keys = set(client.keys("ingest:{old}:*"))
+    others = set(client.keys("ingest:*")) - old_keys
+    assert b"ingest:{old}:ledger" in old_keys and len(others) > 1
+
+    listed = run_cli(cfg, "ledger", "forget")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.splitlines() == [
+        f"old\t{len(old_keys)} keys\t3 ledger records\tnot in the config"
+    ]
+    assert "--yes" in listed.stderr and set(client.keys("ingest:{old}:*")) == old_keys
+    refused = run_cli(cfg, "ledger", "forget", "support", "--yes")
+    assert refused.returncode == 1 and "still in the config" in refused.stderr
+    lock = AccountLock(client, "old", ttl=30)
+    assert lock.acquire()
+    busy = run_cli(cfg, "ledger", "forget", "old", "--yes")
+    assert busy.returncode == 75 and "a poll of old is running" in busy.stderr
+    assert set(client.keys("ingest:{old}:*")) - {b"ingest:{old}:lock"} == old_keys
+    lock.release()
+
+    forgot = run_cli(cfg, "ledger", "forget", "--yes")
+    assert forgot.returncode == 0, forgot.stderr[-2000:]
+    assert forgot.stdout.splitlines() == [f"old\t{len(old_keys)} keys deleted"]
+    assert client.keys("ingest:{old}:*") == [] and set(client.keys("ingest:*")) == others
+    again = run_cli(cfg, "ledger", "forget")
+    assert again.stdout == "" and "no account in Redis" in again.stderr
