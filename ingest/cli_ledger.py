@@ -115,8 +115,9 @@ def forget(obj: CliContext, names: tuple[str, ...], yes: bool) -> None:
     config does not name. Stored objects are not touched. An account added again later
     starts with an empty ledger: what is still on its server is downloaded again (no
     duplicate objects: keys are content-derived; its events are recorded again, with the
-    same ids). Refused for an account still in the config, and while its lock is held.
-    Exit status: 0; 1 an account is configured or being polled; 75 Redis unavailable.
+    same ids). Refused for an account still in the config, and while a poll holds its lock.
+    Exit status: 0; 1 a named account is still configured; 75 one is being polled, or
+    Redis is unavailable.
     """
     from ingest.keys import ACCOUNT_NAME  # noqa: PLC0415 - keeps `ingest --help` fast
     from ingest.ledger import accounts_in_redis, forget_account  # noqa: PLC0415
