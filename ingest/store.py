@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import errno
 import hashlib
 import os
 import re
@@ -287,26 +288,32 @@ class DirectoryStore:
         return Put.EXISTED if written is None else Put.CREATED
 
     def _link_new(self, parent: str, path: str, body: Spool) -> str | None:
-        """Write a temp file, fsync it, hard-link it to ``path`` and fsync the directory; the
-        SHA-256 of the file as read back (the same inode the link names), or None if
-        ``path`` exists."""
+        """Write a new file (unnamed where the system allows), fsync it, hard-link it to
+        ``path`` and fsync the directory; the SHA-256 of the file as read back (the same
+        inode the link names), or None if ``path`` exists."""
         try:
-            tmp, fd = _write_synced(parent, body)
+            tmp, fd = _write_synced(parent, body, named=False)
         except FileNotFoundError:  # the directory was removed since we made it
             self._made.discard(parent)
             self._make_parent(path)
-            tmp, fd = _write_synced(parent, body)
+            tmp, fd = _write_synced(parent, body, named=False)
+        dir_fd = -1
         try:
-            try:
-                os.link(tmp, path)
+            dir_fd = os.open(parent, os.O_RDONLY | _CLOEXEC)
+            try:  # with dst_dir_fd, os.link is linkat(..., AT_SYMLINK_FOLLOW): the /proc
+                # link of an unnamed file is followed to the file itself
+                os.link(tmp or f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=dir_fd)
             except FileExistsError:
                 return None
             finally:
-                os.unlink(tmp)
-            _fsync_dir(parent)
+                if tmp:
+                    os.unlink(tmp)
+            os.fsync(dir_fd)
             return _fd_sha256(fd)
         finally:
             os.close(fd)
+            if dir_fd >= 0:
+                os.close(dir_fd)
 
     @storage_timed("get")
     def get(self, key: str) -> bytes:
@@ -327,7 +334,8 @@ class DirectoryStore:
         path = self._file(key)
         try:
             parent = self._make_parent(path)
-            tmp, fd = _write_synced(parent, body)
+            tmp, fd = _write_synced(parent, body, named=True)
+            assert tmp is not None  # named: renamed over the old file
             try:
                 os.replace(tmp, path)
                 _fsync_dir(parent)
@@ -349,12 +357,26 @@ class DirectoryStore:
                 yield path.relative_to(self.root).as_posix()
 
 
-def _write_synced(parent: str, body: Spool) -> tuple[str, int]:
-    """A new temp file in ``parent`` holding ``body``, fsynced: its path and an open
-    descriptor (read-write, for the read-back)."""
-    tmp = os.path.join(parent, f".tmp-{secrets.token_hex(8)}")
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o600)
+# An unnamed new file (Linux O_TMPFILE), linked into place once complete: a writer killed
+# mid-write leaves nothing behind. It is named through /proc, so both must be there.
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_synced(parent: str, body: Spool, *, named: bool) -> tuple[str | None, int]:
+    """A new file in ``parent`` holding ``body``, fsynced, and an open descriptor
+    (read-write, for the read-back). Its temp path, or None when it is unnamed (only
+    without ``named``, where the file system allows it)."""
+    fd, tmp = -1, None
+    if _O_TMPFILE and not named:
+        try:
+            fd = os.open(parent, _O_TMPFILE | os.O_RDWR | _CLOEXEC, 0o600)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise  # e.g. the directory is gone: the caller makes it again
+    if fd < 0:
+        tmp = os.path.join(parent, f".tmp-{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
     try:
         source = body.open()
         while chunk := source.read(_CHUNK):
@@ -364,7 +386,8 @@ def _write_synced(parent: str, body: Spool) -> tuple[str, int]:
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        os.unlink(tmp)
+        if tmp:
+            os.unlink(tmp)
         raise
     return tmp, fd
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,59 @@ def test_what_was_written_is_read_back_against_the_digest_the_caller_gave(tmp_pa
         store.put(_key(data), Spool.of(data, hashlib.sha256(b"other").hexdigest()), "x/y")
     right = Spool.of(data, hashlib.sha256(data).hexdigest())
     assert right.sha256 == Spool.of(data).sha256
+
+
+_KILLED_MID_WRITE = """
+import sys, time
+from ingest.store import DirectoryStore
+
+class Body:  # a spool stand-in whose content stops coming after the first chunk
+    size, sha256 = 2000, "0" * 64
+    def open(self):
+        return self
+    def read(self, limit):
+        if not hasattr(self, "sent"):
+            self.sent = True
+            return b"x" * 1000
+        print("written", flush=True)
+        time.sleep(60)
+        return b""
+
+DirectoryStore(sys.argv[1]).put("acct/raw/00/" + "0" * 64 + ".eml", Body(), "message/rfc822")
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_no_file_behind(tmp_path: Path) -> None:
+    """A process killed while writing an object (SIGKILL, OOM) leaves neither the object
+    nor a temporary file: the new file has no name until it is complete (O_TMPFILE)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_MID_WRITE, str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (tmp_path / "acct/raw/00").is_dir()
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []
+
+
+def test_without_unnamed_files_a_named_temp_file_is_linked_and_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where O_TMPFILE is refused (a file system without it: EOPNOTSUPP), the object is
+    written under a temporary name first; it is linked into place and the name removed."""
+    real_open = os.open
+
+    def no_tmpfile(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            raise OSError(errno.EOPNOTSUPP, "not supported here")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    store = DirectoryStore(tmp_path)
+    data = b"Subject: named\r\n\r\nbody\r\n"
+    assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.CREATED
+    assert store.get(_key(data)) == data
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [_key(data).rsplit("/")[-1]]
