@@ -146,3 +146,6 @@ def test_ledger_forget_lists_then_deletes_the_keys_of_an_account_gone_from_the_c
     assert client.keys("ingest:{old}:*") == [] and set(client.keys("ingest:*")) == others
     again = run_cli(cfg, "ledger", "forget")
     assert again.stdout == "" and "no account in Redis" in again.stderr
+    unknown = run_cli(cfg, "ledger", "forget", "never-polled", "--yes")
+    assert unknown.stdout == "never-polled\t0 keys deleted\n", unknown.stderr[-2000:]
+    assert client.keys("ingest:{never-polled}:*") == []
