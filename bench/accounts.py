@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from bench.claims import claim_costs
+from bench.claims import claim_costs, config_costs
 from bench.redis_count import CommandCounter
 from bench.report import Target
 from bench.runner import Bench, say
@@ -55,6 +55,7 @@ class AccountsResult:
     problems: list[str]
     done_after_sync_s: float | None = None  # from the first tick that wrote the table
     claims: tuple[dict[str, float], ...] = ()
+    config_loads: tuple[dict[str, float], ...] = ()
 
 
 def sizes(quick: bool) -> tuple[int, float]:
@@ -210,6 +211,7 @@ def run_accounts(bench: Bench, redis_url: str, count: int, interval: float) -> A
         statistics.median(lags) if lags else float("nan"), max(lags, default=float("nan")),
         polls, counter.total, counter.total / count, counter.describe(), rss, problems,
         after_sync, tuple(claim_costs(redis_url)),
+        tuple(config_costs(bench.scratch, (1000, 10_000 if bench.args.quick else 100_000))),
     )  # fmt: skip
 
 
@@ -260,6 +262,11 @@ def accounts_lines(data: dict[str, object]) -> list[str]:
             f"empty tick {c['idle_tick_us']:.0f} us, {c['claimed']:.0f} due accounts claimed at "
             f"{c['claim_us_per_account']:.1f} us each (one round trip per claim)"
             for c in d["claims"]  # type: ignore[attr-defined]
+        ),
+        *(
+            f"- config load (bench.claims), {c['accounts']:,} accounts: {c['seconds']:.2f} s, "
+            f"{c['us_per_account']:.0f} us per account"
+            for c in d.get("config_loads", ())  # type: ignore[attr-defined]
         ),
         *(f"- PROBLEM: {p}" for p in d["problems"]),  # type: ignore[attr-defined]
     ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""What one dispatcher tick costs in Redis, with 1,000 or 100,000 accounts in the table.
+"""What one dispatcher tick costs in Redis, with 1,000 or 100,000 accounts in the table,
+and what loading a config of that many accounts costs.
 
 Measured directly on the bench's Redis with :class:`ingest.schedule.Schedule` (no Celery):
 the table is filled with N accounts (interval 60 s, first due times spread by phase), then
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import redis
+import yaml
 
-from ingest.config import AccountConfig
+from ingest.config import AccountConfig, load_settings
 from ingest.schedule import Schedule
 
 INTERVAL = 60
@@ -54,4 +57,26 @@ def claim_costs(
         )
     client.flushall()
     client.close()
+    return out
+
+
+def config_costs(tmp: Path, totals: tuple[int, ...]) -> list[dict[str, float]]:
+    """Per size: seconds to load and validate a config file of that many accounts (what every
+    worker start and every reload pays), and microseconds per account: flat when linear."""
+    out = []
+    for total in totals:
+        accounts = [
+            {"name": f"c{i:06d}", "host": "pop.example.com", "username": f"user{i}",
+             "password_env": "BENCH_PW", "interval": INTERVAL}
+            for i in range(total)
+        ]  # fmt: skip
+        path = tmp / f"accounts-{total}.yaml"
+        data = {"storage": {"url": f"file://{tmp}/store"}, "accounts": accounts}
+        path.write_text(yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper)))
+        t0 = time.perf_counter()
+        settings = load_settings(str(path))
+        seconds = time.perf_counter() - t0
+        assert len(settings.accounts) == total and settings.account(f"c{total - 1:06d}")
+        out.append({"accounts": total, "seconds": seconds, "us_per_account": 1e6 * seconds / total})
+        path.unlink()
     return out

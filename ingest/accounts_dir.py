@@ -15,7 +15,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ingest.config import AccountConfig, Settings, parse_settings, validation_problems
+from ingest.config import (
+    AccountConfig,
+    Settings,
+    load_yaml,
+    parse_settings,
+    validation_problems,
+)
 from ingest.errors import ConfigError
 
 SUFFIXES = (".yaml", ".yml")
@@ -60,7 +66,7 @@ def with_accounts_dir(data: dict[str, Any], config_file: Path) -> Settings:
 def _accounts_of(path: Path, problems: list[str]) -> list[tuple[AccountConfig, str]]:
     """The accounts one file defines; its problems are appended to ``problems``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as err:
         problems.append(f"{path}: cannot read account file: {err.strerror}")
         return []

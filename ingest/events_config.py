@@ -7,6 +7,7 @@ off for that account). Secrets are referenced (``secret_env``/``secret_file``), 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -102,7 +103,7 @@ SinkConfig = Annotated[
 def _unique_names(sinks: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:
     """Two sinks of one list must differ in name (their pending events are kept apart)."""
     names = [s.sink_name for s in sinks]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, seen in Counter(names).items() if seen > 1)  # not O(n^2)
     if dupes:
         raise ValueError(
             f"sink names must be unique; repeated: {', '.join(dupes)} (set name: on each)"

@@ -80,6 +80,22 @@ def test_duplicate_account_names_and_unknown_keys() -> None:
     assert "repeated: support" in problems[0]
 
 
+def test_accounts_are_found_by_name_in_copies_too_and_misses_name_a_few() -> None:
+    """account(name) uses an index of the accounts it was built from: a copy with other
+    accounts (an accounts_dir merge, a reload) answers from its own; a miss names at most
+    ten accounts, however many there are."""
+    base = GOOD["accounts"][0]
+    many = [{**base, "name": f"a{i:02d}"} for i in range(25)]
+    s = parse_settings({**GOOD, "accounts": many}, "f.yaml")
+    assert s.account("a07") is s.accounts[7] and s.account("a24") is s.accounts[24]
+    fewer = s.model_copy(update={"accounts": s.accounts[:3]})
+    assert fewer.account("a02").name == "a02"
+    with pytest.raises(ConfigError, match=r"'a07' \(known: a00, a01, a02\)$"):
+        fewer.account("a07")
+    with pytest.raises(ConfigError, match=r"known: a00, .*, a09 and 15 more\)$"):
+        s.account("zz")
+
+
 def test_the_schedulers_hash_tag_is_not_an_account_name() -> None:
     """An account named ``schedule`` would share the scheduler's Redis keys."""
     (problem,) = _problems({**GOOD, "accounts": [{**GOOD["accounts"][0], "name": "schedule"}]})
