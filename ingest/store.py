@@ -299,9 +299,9 @@ class DirectoryStore:
             tmp, fd = _write_synced(parent, body, named=False)
         dir_fd = -1
         try:
-            dir_fd = os.open(parent, os.O_RDONLY | _CLOEXEC)
             try:  # with dst_dir_fd, os.link is linkat(..., AT_SYMLINK_FOLLOW): the /proc
                 # link of an unnamed file is followed to the file itself
+                dir_fd = os.open(parent, os.O_RDONLY | _CLOEXEC)
                 os.link(tmp or f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=dir_fd)
             except FileExistsError:
                 return None

@@ -81,9 +81,9 @@ def test_duplicate_account_names_and_unknown_keys() -> None:
 
 
 def test_accounts_are_found_by_name_in_copies_too_and_misses_name_a_few() -> None:
-    """account(name) uses an index of the accounts it was built from: a copy with other
-    accounts (an accounts_dir merge, a reload) answers from its own; a miss names at most
-    ten accounts, however many there are."""
+    """account(name) answers from the accounts of the settings it is asked (a copy with
+    other accounts, as an accounts_dir merge or a reload makes, from its own); a miss names
+    at most ten accounts, however many there are."""
     base = GOOD["accounts"][0]
     many = [{**base, "name": f"a{i:02d}"} for i in range(25)]
     s = parse_settings({**GOOD, "accounts": many}, "f.yaml")
