@@ -23,6 +23,7 @@ from ingest.config import (
     validation_problems,
 )
 from ingest.errors import ConfigError
+from ingest.storage_options import option_problems
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -58,6 +59,10 @@ def with_accounts_dir(data: dict[str, Any], config_file: Path) -> Settings:
         for path in account_files(directory):
             found += _accounts_of(path, problems)
     problems += _duplicates(found)
+    if base is not None:  # the settings' check of inline accounts' options, for these too
+        own = found[len(inline) :]
+        named = [(f"{where}: storage_options", base.options_for(acc)) for acc, where in own]
+        problems += option_problems(base.storage, named, s3=base.storage.scheme == "s3")
     if problems or base is None:
         raise ConfigError(problems)
     return base.model_copy(update={"accounts": tuple(acc for acc, _ in found)})

@@ -142,3 +142,17 @@ def test_keys_read_at_start_keep_their_values_until_restart(tmp_path: Path) -> N
         current = watcher.current(force=True)
     assert current.redis_url == "redis://127.0.0.1:1/0" and current.quarantine_after == 9
     assert {"event": "config.restart_needed", "keys": ["redis_url"]}.items() <= logs[-1].items()
+
+
+def test_storage_options_of_an_account_file_are_checked_like_inline_ones(tmp_path: Path) -> None:
+    """Object Lock needs an S3 store: an account file asking for it on a directory store is
+    refused as an inline account would be, naming the file; on S3 it is accepted."""
+    lock = {"storage_options": {"object_lock": {"mode": "governance", "days": 30}}}
+    config = _setup(tmp_path, storage={"url": f"file://{tmp_path}/store"})
+    _write(tmp_path / "accounts.d" / "locked.yaml", _account("locked", **lock))
+    (problem,) = _problems(config)
+    assert problem == (
+        f"{tmp_path}/accounts.d/locked.yaml: storage_options.object_lock: needs an s3:// store"
+    )
+    s3 = _setup(tmp_path)
+    assert load_settings(s3).options_for(load_settings(s3).account("locked")).object_lock
