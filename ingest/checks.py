@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from ingest.config import Settings
@@ -28,7 +29,11 @@ def redact_url(url: str) -> str:
     return parsed._replace(netloc=netloc).geturl()
 
 
-def run_checks(settings: Settings) -> Iterator[tuple[bool, str]]:
+def run_checks(
+    settings: Settings, names: Sequence[str] = (), logins: int = 8
+) -> Iterator[tuple[bool, str]]:
+    """One ``(ok, line)`` per component; accounts ``names`` (all by default) are logged in to
+    ``logins`` at a time, and reported in the order asked."""
     yield True, f"config {settings.source}: {len(settings.accounts)} account(s)"
     where = redact_url(settings.redis_url)
     try:
@@ -46,8 +51,9 @@ def run_checks(settings: Settings) -> Iterator[tuple[bool, str]]:
     yield _check_store(settings)
     yield from _check_protection(settings)
     yield from _check_sinks(settings)
-    for account in settings.accounts:
-        yield _check_account(settings, account.name)
+    accounts = list(names) or [a.name for a in settings.accounts]
+    with ThreadPoolExecutor(max(1, min(logins, len(accounts))), "check") as pool:
+        yield from pool.map(lambda name: _check_account(settings, name), accounts)
 
 
 def startup_problems(settings: Settings) -> list[str]:

@@ -212,21 +212,32 @@ def test_check_reports_one_line_per_component(
     bucket: str,
     redis_url: str,
 ) -> None:
-    """`ingest check` reaches Redis, S3 and each account, and names a broken account."""
+    """`ingest check` reaches Redis, S3 and each account (several at once, reported in
+    config order), names a broken account, and checks only the accounts named."""
     good = account_entry(dovecot, mail_user, name="good")
     bad = account_entry(dovecot, mail_user, name="bad", security="tls", ca_file=None)
     bad.pop("ca_file")
+    more = [account_entry(dovecot, mail_user, name=f"more{i}") for i in range(4)]
     cfg = write_config(
-        tmp_path / "c.yaml", redis_url=redis_url, s3=s3_server, bucket=bucket, accounts=[good, bad]
-    )
-    env = {password_env("good"): mail_user.password, password_env("bad"): mail_user.password}
-    result = run_cli(cfg, "check", env=env)
+        tmp_path / "c.yaml", redis_url=redis_url, s3=s3_server, bucket=bucket,
+        accounts=[good, bad, *more],
+    )  # fmt: skip
+    names = ["good", "bad", *(a["name"] for a in more)]
+    env = {password_env(n): mail_user.password for n in names}
+    result = run_cli(cfg, "check", "--logins", "3", env=env)
     lines = result.stdout.splitlines()
     assert result.returncode == 1
     assert any(line.startswith("ok") and "redis" in line for line in lines)
     assert any(line.startswith("ok") and "conditional writes" in line for line in lines)
-    assert any(line.startswith("ok") and "account good" in line for line in lines)
-    assert any(
-        line.startswith("FAIL") and "account bad" in line and "certificate" in line
-        for line in lines
-    )
+    accounts = [line for line in lines if "  account " in line]
+    assert [line.split("account ")[1].split(" ")[0] for line in accounts] == names
+    assert accounts[0].startswith("ok") and all(a.startswith("ok") for a in accounts[2:])
+    assert accounts[1].startswith("FAIL") and "certificate" in accounts[1]
+
+    only = run_cli(cfg, "check", "more2", "good", env=env)
+    assert only.returncode == 0, only.stdout + only.stderr[-2000:]
+    named = [line.split("account ")[1].split(" ")[0] for line in only.stdout.splitlines()
+             if "  account " in line]  # fmt: skip
+    assert named == ["more2", "good"]
+    unknown = run_cli(cfg, "check", "nosuch", env=env)
+    assert unknown.returncode == 78 and "no account named 'nosuch'" in unknown.stderr
