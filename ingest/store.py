@@ -252,6 +252,7 @@ class DirectoryStore:
         self.root = root
         self._base = os.path.realpath(root)
         self._made: set[str] = set()  # directories known to exist
+        self._unnamed = bool(_O_TMPFILE)  # False once naming a file through /proc failed
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -291,23 +292,26 @@ class DirectoryStore:
         """Write a new file (unnamed where the system allows), fsync it, hard-link it to
         ``path`` and fsync the directory; the SHA-256 of the file as read back (the same
         inode the link names), or None if ``path`` exists."""
+        named = not self._unnamed
         try:
-            tmp, fd = _write_synced(parent, body, named=False)
+            tmp, fd = _write_synced(parent, body, named=named)
         except FileNotFoundError:  # the directory was removed since we made it
             self._made.discard(parent)
             self._make_parent(path)
-            tmp, fd = _write_synced(parent, body, named=False)
+            tmp, fd = _write_synced(parent, body, named=named)
         dir_fd = -1
         try:
-            try:  # with dst_dir_fd, os.link is linkat(..., AT_SYMLINK_FOLLOW): the /proc
-                # link of an unnamed file is followed to the file itself
+            try:
                 dir_fd = os.open(parent, os.O_RDONLY | _CLOEXEC)
-                os.link(tmp or f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=dir_fd)
-            except FileExistsError:
-                return None
+                linked = _link(fd, tmp, os.path.basename(path), dir_fd)
             finally:
                 if tmp:
                     os.unlink(tmp)
+            if linked is None:  # an unnamed file cannot be named here: name them all
+                self._unnamed = False
+                return self._link_new(parent, path, body)
+            if not linked:
+                return None
             os.fsync(dir_fd)
             return _fd_sha256(fd)
         finally:
@@ -390,6 +394,22 @@ def _write_synced(parent: str, body: Spool, *, named: bool) -> tuple[str | None,
             os.unlink(tmp)
         raise
     return tmp, fd
+
+
+def _link(fd: int, tmp: str | None, name: str, dir_fd: int) -> bool | None:
+    """Give the new file ``name`` in ``dir_fd``: True, or False when the name exists. An
+    unnamed file is named through ``/proc/self/fd`` (with ``dst_dir_fd``, ``os.link`` is
+    ``linkat(..., AT_SYMLINK_FOLLOW)``, which follows that link to the file itself); None
+    when that is refused here (a restricted ``/proc``)."""
+    try:
+        os.link(tmp or f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    except OSError:
+        if tmp is None:
+            return None
+        raise
+    return True
 
 
 def _file_sha256(path: str) -> str:

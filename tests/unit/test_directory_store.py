@@ -142,3 +142,29 @@ def test_without_unnamed_files_a_named_temp_file_is_linked_and_removed(
     assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.CREATED
     assert store.get(_key(data)) == data
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [_key(data).rsplit("/")[-1]]
+
+
+def test_where_proc_cannot_name_a_file_the_store_names_its_files_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restricted /proc that refuses to link an unnamed file (EXDEV, EPERM...) costs one
+    retry with a named temp file; later objects are written named from the start."""
+    real_link = os.link
+    tried: list[str] = []
+
+    def refuse_proc(src: str, dst: str, **kw: object) -> None:
+        tried.append(src)
+        if src.startswith("/proc/"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", refuse_proc)
+    store = DirectoryStore(tmp_path)
+    first, second = b"Subject: 1\r\n\r\none\r\n", b"Subject: 2\r\n\r\ntwo\r\n"
+    assert store.put(_key(first), Spool.of(first), "message/rfc822") is Put.CREATED
+    assert store.put(_key(second), Spool.of(second), "message/rfc822") is Put.CREATED
+    assert (store.get(_key(first)), store.get(_key(second))) == (first, second)
+    assert [src.startswith("/proc/") for src in tried] == [True, False, False]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        _key(d).rsplit("/")[-1] for d in (first, second)
+    )
