@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,8 +30,16 @@ class CliContext:
         self.config = config
 
     def settings(self) -> Settings:
+        return load_settings(self.config)  # a ConfigError ends the command: see _Commands
+
+
+class _Commands(click.Group):
+    """``ingest``: a configuration error from any command (a bad file, an unknown account
+    name) ends it with one ``config error:`` line per problem and exit status 78."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return load_settings(self.config)
+            return super().invoke(ctx)
         except ConfigError as err:
             for problem in err.problems:
                 click.echo(f"config error: {problem}", err=True)
@@ -56,7 +64,7 @@ def list_or_delete(what: str, lines: Iterator[str], *, yes: bool, nothing: str) 
         click.echo("run again with --yes to delete them", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "-c",
@@ -104,11 +112,7 @@ def check(obj: CliContext, names: tuple[str, ...], logins: int) -> None:
     from ingest.checks import run_checks  # noqa: PLC0415 - keeps `ingest --help` fast
 
     settings = obj.settings()
-    try:
-        chosen = [settings.account(n).name for n in names]
-    except ConfigError as err:
-        click.echo(f"config error: {err}", err=True)
-        sys.exit(EX_CONFIG)
+    chosen = [settings.account(n).name for n in names]
     failures = 0
     for ok, line in run_checks(settings, chosen, logins):
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {line}")

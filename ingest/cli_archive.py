@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ingest.cli import EX_CONFIG, CliContext, main
+from ingest.cli import CliContext, main
 from ingest.config import Settings
-from ingest.errors import ConfigError, IngestError
+from ingest.errors import IngestError
 from ingest.interfaces import BlobStore
 
 if TYPE_CHECKING:
@@ -24,13 +24,8 @@ if TYPE_CHECKING:
 
 
 def _accounts(settings: Settings, names: tuple[str, ...]) -> tuple[str, ...]:
-    try:
-        return tuple(settings.account(n).name for n in names) or tuple(
-            a.name for a in settings.accounts
-        )
-    except ConfigError as err:
-        click.echo(f"config error: {err}", err=True)
-        sys.exit(EX_CONFIG)
+    named = tuple(settings.account(n).name for n in names)
+    return named or tuple(a.name for a in settings.accounts)
 
 
 def _store(settings: Settings) -> BlobStore:

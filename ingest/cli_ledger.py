@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from ingest.cli import EX_CONFIG, CliContext, list_or_delete, main
+from ingest.cli import CliContext, list_or_delete, main
 from ingest.cli_completion import account_names
-from ingest.errors import ConfigError, IngestError
+from ingest.errors import IngestError
 from ingest.model import LedgerRecord, State
 
 
@@ -50,11 +50,7 @@ def show(
     from ingest.service import redis_client  # noqa: PLC0415
 
     settings = obj.settings()
-    try:
-        account = settings.account(name).name
-    except ConfigError as err:
-        click.echo(f"config error: {err}", err=True)
-        sys.exit(EX_CONFIG)
+    account = settings.account(name).name
     try:
         found = read_records(redis_client(settings), account, None if uidl is None else [uidl])
         records = [(u, r) for u, r in found if not states or r.state.value in states]

@@ -177,10 +177,11 @@ def accounts_in_redis(client: redis.Redis) -> dict[str, tuple[int, int]]:
     """Every account that has keys in Redis (ledger, outbox, counters...): name -> (keys,
     ledger records). Scanned (SCAN), so the keyspace is never listed at once."""
     counts: dict[str, int] = {}
+    head = keys.redis_prefix("").removesuffix("}:")  # what comes before the account's name
     try:
         for key in client.scan_iter(keys.redis_prefix("*") + "*", 1000):
-            name = (key.decode() if isinstance(key, bytes) else key)[len("ingest:{") :]
-            name = name.partition("}")[0]
+            text = key.decode() if isinstance(key, bytes) else key
+            name = text.removeprefix(head).partition("}")[0]
             if keys.ACCOUNT_NAME.match(name) and name not in keys.RESERVED_ACCOUNT_NAMES:
                 counts[name] = counts.get(name, 0) + 1
         pipe = client.pipeline(transaction=False)

@@ -252,7 +252,7 @@ class DirectoryStore:
         self.root = root
         self._base = os.path.realpath(root)
         self._made: set[str] = set()  # directories known to exist
-        self._unnamed = bool(_O_TMPFILE)  # False once naming a file through /proc failed
+        self._unnamed = bool(_O_TMPFILE)  # False once an unnamed file was refused here
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -299,6 +299,8 @@ class DirectoryStore:
             self._made.discard(parent)
             self._make_parent(path)
             tmp, fd = _write_synced(parent, body, named=named)
+        if tmp is not None and not named:  # the file system refused an unnamed file
+            self._unnamed = False
         dir_fd = -1
         try:
             try:
@@ -307,7 +309,7 @@ class DirectoryStore:
             finally:
                 if tmp:
                     os.unlink(tmp)
-            if linked is None:  # an unnamed file cannot be named here: name them all
+            if linked is None:  # /proc cannot name an unnamed file here: name them all
                 self._unnamed = False
                 return self._link_new(parent, path, body)
             if not linked:

@@ -131,6 +131,10 @@ def test_a_removed_sinks_outbox_is_listed_then_pruned_and_the_others_stay(
     assert [e.id for e in box.entries("hook", dead=False)] == ["id0", "id1", "id2"]
     billing = Outbox(client, "billing", ("stream",)).entries("stream", dead=False)
     assert [e.id for e in billing] == ["id9"]
+    for command in ("prune", "list"):  # an unknown account: a config error, no traceback
+        unknown = run_cli(cfg, "events", command, "nosuch")
+        assert unknown.returncode == 78, unknown.stderr[-2000:]
+        assert unknown.stderr.startswith("config error: ") and "'nosuch'" in unknown.stderr
     again = run_cli(cfg, "events", "prune", "--yes")
     assert again.returncode == 0 and again.stdout == ""
     assert "no outbox of a removed sink" in again.stderr

@@ -80,7 +80,7 @@ def test_duplicate_account_names_and_unknown_keys() -> None:
     assert "repeated: support" in problems[0]
 
 
-def test_accounts_are_found_by_name_in_copies_too_and_misses_name_a_few() -> None:
+def test_an_account_is_found_by_name_and_a_miss_names_only_ten() -> None:
     """account(name) answers from the accounts of the settings it is asked (a copy with
     other accounts, as an accounts_dir merge or a reload makes, from its own); a miss names
     at most ten accounts, however many there are."""

@@ -128,20 +128,27 @@ def test_without_unnamed_files_a_named_temp_file_is_linked_and_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where O_TMPFILE is refused (a file system without it: EOPNOTSUPP), the object is
-    written under a temporary name first; it is linked into place and the name removed."""
+    written under a temporary name instead, linked into place and the name removed; the
+    store does not ask for an unnamed file again."""
     real_open = os.open
+    refused = []
 
     def no_tmpfile(path: str, flags: int, mode: int = 0o777) -> int:
         if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            refused.append(path)
             raise OSError(errno.EOPNOTSUPP, "not supported here")
         return real_open(path, flags, mode)
 
     monkeypatch.setattr(os, "open", no_tmpfile)
     store = DirectoryStore(tmp_path)
-    data = b"Subject: named\r\n\r\nbody\r\n"
-    assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.CREATED
-    assert store.get(_key(data)) == data
-    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [_key(data).rsplit("/")[-1]]
+    first, second = b"Subject: 1\r\n\r\none\r\n", b"Subject: 2\r\n\r\ntwo\r\n"
+    for data in (first, second):
+        assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.CREATED
+        assert store.get(_key(data)) == data
+    assert len(refused) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        _key(d).rsplit("/")[-1] for d in (first, second)
+    )
 
 
 def test_where_proc_cannot_name_a_file_the_store_names_its_files_instead(
