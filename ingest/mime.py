@@ -31,7 +31,7 @@ from ingest.bounded import BoundedMessage
 # The feed parser's test for a header line (email.feedparser.headerRE).
 _HEADER_LINE = re.compile(r"(From |[\041-\071\073-\176]*:|[\t ])")
 _MULTIPART_CTE = ("7bit", "8bit", "binary")
-_BARE_CR = re.compile(r"\r(?!\n)")
+_BARE_CR = re.compile(rb"\r(?!\n)")  # on the bytes: their CR and LF are the text's
 
 
 class _Unusual(Exception):
@@ -40,9 +40,9 @@ class _Unusual(Exception):
 
 def parse_bytes(raw: bytes, policy: Policy[Any]) -> Message:
     """The message tree of ``raw``, equal to ``email.message_from_bytes(raw, policy=policy)``."""
-    text = raw.decode("ascii", "surrogateescape")
-    if _BARE_CR.search(text):  # a bare CR ends a line for the feed parser
+    if _BARE_CR.search(raw):  # a bare CR ends a line for the feed parser
         return message_from_bytes(raw, policy=policy)
+    text = raw.decode("ascii", "surrogateescape")
     try:
         root = _Builder(text, policy).message(0, len(text), None)
     except _Unusual:

@@ -15,12 +15,15 @@ text at the last "-- " line, or at a phone's "Sent from my iPhone"-style line ne
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 _MAX_LINE = 600  # longer lines are never attributions or headers
-_WROTE = re.compile(
-    r"(?i)\b(?:wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|skrev)(?!\w)"
-)
+_WROTE_WORDS = (
+    "wrote", "schrieb", "a écrit", "escribió", "ha scritto", "schreef", "escreveu", "skrev",
+)  # fmt: skip
+_WROTE = re.compile(rf"(?i)\b(?:{'|'.join(_WROTE_WORDS)})(?!\w)")
+_ASCII_WROTE = tuple(word for word in _WROTE_WORDS if word.isascii())
 _LEADING_ATTRIBUTION = re.compile(r"(?i)(?:on|am|le|el|il|op|em|den)\s")
 _SEPARATOR = re.compile(
     r"(?i)-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|"
@@ -34,6 +37,12 @@ _SENT = re.compile(
     r"(?i)\*?(?:sent|date|gesendet|datum|envoyé|enviado|fecha|inviato|data|verzonden|"
     r"skickat|sendt)(?:\s(?:el|am|le|on|den))?\s*:"
 )
+# Where a marker can be: a line starting (after blanks) as one of the markers above starts,
+# or holding a "wrote" word anywhere. Searching the whole text for these is much cheaper
+# than trying every line; each line found is then checked in full, in order.
+_LINE_START = re.compile(
+    r"(?im)^[^\S\n]*(?:[>\-_*]|begin\s|(?:on|am|le|el|il|op|em|den|from|von|de|da|van|från|fra)\W)"
+)
 _MOBILE = re.compile(
     r"(?i)(?:sent from (?:my |mail |outlook|yahoo)|sent with |get outlook for |"
     r"von meinem .{1,40} gesendet|gesendet von (?:meinem|mein)|envoyé de mon |"
@@ -45,7 +54,7 @@ _MOBILE = re.compile(
 def split_reply(text: str) -> dict[str, Any]:
     """``{new_text, quoted, signature}``; quoted and signature are None when absent."""
     lines = text.split("\n")
-    marker = _first_marker(lines)
+    marker = _first_marker(lines, text)
     new, quoted = lines, list[str]()
     if marker is not None:
         at, kind = marker
@@ -62,11 +71,11 @@ def split_reply(text: str) -> dict[str, Any]:
     }
 
 
-def _first_marker(lines: list[str]) -> tuple[int, str] | None:
+def _first_marker(lines: list[str], text: str) -> tuple[int, str] | None:
     """Where the history starts, and how: "cut" (all that follows is history),
-    "attribution" or "quote" (a line starting with ">")."""
-    for at, raw in enumerate(lines):
-        line = raw.strip()
+    "attribution" or "quote" (a line starting with ">"). ``lines`` is ``text`` split."""
+    for at in _candidates(text):
+        line = lines[at].strip()
         if not line or len(line) > _MAX_LINE:
             continue
         if line.startswith(">"):
@@ -78,6 +87,20 @@ def _first_marker(lines: list[str]) -> tuple[int, str] | None:
         if _attribution(lines, at):
             return at, "attribution"
     return None
+
+
+def _candidates(text: str) -> Iterator[int]:
+    """The numbers of the lines of ``text`` that may hold a marker, in order."""
+    found = [match.start() for match in _LINE_START.finditer(text)]
+    if not text.isascii() or any(word in text.lower() for word in _ASCII_WROTE):
+        found = sorted(found + [match.start() for match in _WROTE.finditer(text)])
+    line, seen, last = 0, 0, -1
+    for position in found:
+        line += text.count("\n", seen, position)
+        seen = position
+        if line != last:
+            last = line
+            yield line
 
 
 def _attribution(lines: list[str], at: int) -> bool:

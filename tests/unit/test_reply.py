@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mail_samples import corpus, parse
 
+from ingest import reply
 from ingest.reply import split_reply
 
 
@@ -154,3 +156,57 @@ def test_property_nothing_is_lost(lines: list[str]) -> None:
     assert not kept - original
     assert sum(missing.values()) <= 1
     assert set(missing) <= {"-- "}
+
+
+def _every_line_marker(lines: list[str]) -> tuple[int, str] | None:
+    """The first marker found by trying every line in turn (what ``_first_marker`` did
+    before it searched the text for candidate lines first)."""
+    for at, raw in enumerate(lines):
+        line = raw.strip()
+        if not line or len(line) > reply._MAX_LINE:
+            continue
+        if line.startswith(">"):
+            return at, "quote"
+        if reply._SEPARATOR.fullmatch(line) or reply._outlook_header(lines, at):
+            return at, "cut"
+        if reply._UNDERSCORES.fullmatch(line) and reply._outlook_header(
+            lines, reply._next(lines, at)
+        ):
+            return at, "cut"
+        if reply._attribution(lines, at):
+            return at, "attribution"
+    return None
+
+
+_MARKERS = [
+    "On Mon, Jan 1, 2024 at 10:00 AM Bob <b@x> wrote:", "Am 01.01.2024 schrieb Max:",
+    "Le lun. 1 janv., Jean a écrit :", "El lunes, Ana escribió:", "Il giorno 1, Lia ha scritto:",
+    "Op maandag schreef Jan:", "Em 1 jan, Rui escreveu:", "den 1 jan skrev Per:",
+    "Bob wrote:", "BOB WROTE:", "wrote", "> quoted", "  >> deeper", "-----Original Message-----",
+    "---------- Forwarded message ---------", "Begin forwarded message:", "From: Bob",
+    "*From:* Bob", "FROM:Bob", "Sent: Monday", "Date: today", "Von: Max", "Gesendet: Montag",
+    "De : Jean", "Envoyé : lundi", "från: d", "__________________", "-- ", "on the way",
+    "hello", "", "   ", "\t", "\xa0From: x", "\u2003> q", "\x1cFrom: a", "\x0c> f", "x\r",
+    "\r>", "\u017from: long s", "Kelvin \u017fkrev:", "İl giorno ha scrİtto:", "a" * 700,
+    "> " + "b" * 700,
+]  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_MARKERS), max_size=14))
+def test_candidate_search_finds_the_same_first_marker(lines: list[str]) -> None:
+    """Searching the text for candidate lines finds the same first marker as trying every
+    line: in any language, case, leading blank (Unicode ones too) and line end."""
+    text = "\n".join(lines)
+    split = text.split("\n")
+    assert reply._first_marker(split, text) == _every_line_marker(split)
+
+
+@pytest.mark.parametrize("lead", ["", "Thanks.\n", "> earlier\n"])
+def test_candidate_search_on_every_pair_of_lines(lead: str) -> None:
+    """Every marker followed by every marker (a quote after "X wrote:", a "Sent:" after a
+    "From:"), after new text or not: the same first marker as trying every line."""
+    for first, second in itertools.product(_MARKERS, repeat=2):
+        text = f"{lead}{first}\n{second}\nbye"
+        split = text.split("\n")
+        assert reply._first_marker(split, text) == _every_line_marker(split), text
