@@ -23,8 +23,7 @@ from ingest import metrics
 from ingest.config import AccountConfig, Settings
 from ingest.errors import ConfigError
 from ingest.events_config import SinkConfig
-from ingest.model import StoredMessage
-from ingest.pipeline import StoredHook
+from ingest.model import StoredHook, StoredMessage
 
 if TYPE_CHECKING:
     from ingest.events import Event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -69,6 +70,31 @@ class StoredMessage:
     raw_key: str
     json_key: str
     document: dict[str, Any]
+
+
+StoredHook = Callable[[StoredMessage], None]
+"""Called in a store thread once a message's objects are in, before its ``stored`` mark."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What one poll of one account needs to know."""
+
+    account: str
+    prefix: str = ""
+    delete: bool = True
+    grace_seconds: float = 7 * 86400
+    quarantine_after: int = 3
+    parse_max_bytes: int = 25 * 1024 * 1024
+    max_message_size: int | None = None  # larger messages are left on the server
+    oversize: str = "leave"  # or "store_raw": stored raw, headers-only JSON, then deleted
+    ticket_pattern: str | None = None
+    store_concurrency: int = 4  # messages stored at once (threads) while RETR goes on
+    delete_after_seconds: float | None = None  # delete: after_days:N (kept on the server)
+
+    def too_large(self, entry: MailboxEntry) -> bool:
+        """Over ``max_message_size`` by its LIST size."""
+        return self.max_message_size is not None and entry.size > self.max_message_size
 
 
 class State(StrEnum):

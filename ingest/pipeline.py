@@ -10,84 +10,52 @@ without being fetched. On any failure nothing is committed: when something retri
 this session is not yet stored, the connection is dropped without QUIT (QUIT would let
 a server with ``EXPIRE 0`` consume it); otherwise RSET + QUIT.
 
+Each message is stored (raw, document, hooks) by :mod:`ingest.storing` in store threads
+while RETR goes on; a kept mailbox found unchanged is settled by :mod:`ingest.snapshot`.
 This module imports no poplib, boto3 or redis (enforced by import-linter).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import closing, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from ingest import keys
-from ingest.documents import DocumentSpec, Parser, build_document, document_body
-from ingest.errors import LockLost, PermanentError, TransientError
+from ingest import snapshot
+from ingest.documents import Parser
+from ingest.errors import PermanentError
 from ingest.failpoints import failpoint
-from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Protecting, Put
+from ingest.interfaces import BlobStore, Guard, Ledger, MailboxSession, Put
 from ingest.model import (
-    FetchedMessage,
     LedgerRecord,
     MailboxEntry,
+    PollPlan,
     PollReport,
     State,
-    StoredMessage,
-    header_block,
-    message_id_of,
+    StoredHook,
 )
 from ingest.rules import failure_record, prune_plan, usable_entries
-from ingest.spool import Spool
+from ingest.storing import Outcome, Storer
 
 _MARK_CHUNK = 1000  # UIDLs per read-back and write of the ``deleted`` marks after QUIT
-
-StoredHook = Callable[[StoredMessage], None]
-"""Called in a store thread once a message's objects are in, before its ``stored`` mark."""
 
 ProgressHook = Callable[[int, int], None]
 """Called in the poll's thread with (messages handled, messages to fetch in this poll): once
 with 0 before the first RETR, then after each message is stored (or failed)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PollPlan:
-    """What one poll of one account needs to know."""
-
-    account: str
-    prefix: str = ""
-    delete: bool = True
-    grace_seconds: float = 7 * 86400
-    quarantine_after: int = 3
-    parse_max_bytes: int = 25 * 1024 * 1024
-    max_message_size: int | None = None  # larger messages are left on the server
-    oversize: str = "leave"  # or "store_raw": stored raw, headers-only JSON, then deleted
-    ticket_pattern: str | None = None
-    store_concurrency: int = 4  # messages stored at once (threads) while RETR goes on
-    delete_after_seconds: float | None = None  # delete: after_days:N (kept on the server)
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    """What storing one message came to (computed in a worker thread)."""
-
-    record: LedgerRecord | None = None  # None: it failed with ``error``
-    put: Put | None = None  # None: already stored, the server only rewrote it
-    size: int = 0
-    parse_failed: bool = False
-    error: PermanentError | None = None
-
-
-_Pending = deque[tuple[MailboxEntry, LedgerRecord | None, Future[_Done]]]
+_Pending = deque[tuple[MailboxEntry, LedgerRecord | None, Future[Outcome]]]
 """Messages handed to the store threads, oldest first: entry, ledger record, outcome."""
 
 
-def _raised(future: Future[_Done]) -> bool:
+def _raised(future: Future[Outcome]) -> bool:
     """Storing this message failed with an exception: stop fetching more at once."""
     return future.done() and future.exception() is not None
 
@@ -97,22 +65,15 @@ class _Poll:
     plan: PollPlan
     session: MailboxSession
     ledger: Ledger
-    store: BlobStore
+    storer: Storer
     guard: Guard
     clock: Callable[[], float]
-    parse: Parser | None  # None: ingest.parse.parse_message (imported on the first message)
     report: PollReport
     log: Any
-    hooks: tuple[StoredHook, ...] = ()
     safe: set[int] = field(default_factory=set)  # numbers of messages known to be stored
     progress: ProgressHook | None = None
     to_fetch: int = 0
     handled: int = 0
-
-    @property
-    def spec(self) -> DocumentSpec:
-        plan = self.plan
-        return DocumentSpec(plan.account, plan.prefix, plan.ticket_pattern, plan.parse_max_bytes)
 
     def unstored(self) -> set[int]:
         """Messages retrieved in this session and not stored: QUIT could let the server
@@ -121,7 +82,11 @@ class _Poll:
 
     def run(self) -> PollReport:
         fingerprint = None if self.plan.delete else self.session.fingerprint()
-        if fingerprint is not None and self._unchanged(fingerprint):
+        if fingerprint is not None and snapshot.unchanged(
+            self.ledger, self.plan, fingerprint, self.report
+        ):
+            self._advance(0)
+            self.log.info("mailbox.unchanged", listed=self.report.listed)
             self.guard.check()
             return self._commit({})
         entries = usable_entries(self.session.listing(), self.log)
@@ -138,51 +103,11 @@ class _Poll:
             return self._end_without_commit()
         report = self._commit(marked)
         if fingerprint is not None and not marked and total == len(records):
-            self._remember(fingerprint, None if fetch else total)
+            size = None if fetch else total  # None: this poll wrote to the ledger, read it back
+            snapshot.remember(
+                self.ledger, self.plan, fingerprint, report, records=size, log=self.log
+            )
         return report
-
-    # -- an unchanged kept mailbox ------------------------------------------------------
-
-    _NOTED = ("listed", "already_stored", "quarantined", "oversize")
-
-    def _unchanged(self, fingerprint: str) -> bool:
-        """Keep mode: the mailbox is as the last completed poll left it (same STAT and UIDL
-        listing, ledger not written since). Then there is nothing to do, and the per-UIDL
-        lookup of a large kept mailbox is skipped; the counts that poll noted are reported."""
-        note, size = self.ledger.snapshot()
-        try:
-            known = json.loads(note) if note else {}
-        except ValueError:
-            return False
-        if not isinstance(known, dict):
-            return False
-        if (known.get("fingerprint"), known.get("records")) != (fingerprint, size):
-            return False
-        if known.get("settings") != self._triage_settings():
-            return False  # e.g. a larger max_message_size: what was left may be fetched now
-        for name in self._NOTED:
-            setattr(self.report, name, int(known.get(name, 0)))
-        self._advance(0)
-        self.log.info("mailbox.unchanged", listed=self.report.listed)
-        return True
-
-    def _triage_settings(self) -> str:
-        """The settings that decide what a poll leaves on the server (besides the ledger)."""
-        return f"{self.plan.max_message_size}:{self.plan.oversize}"
-
-    def _remember(self, fingerprint: str, records: int | None) -> None:
-        """After a keep-mode poll that committed with every listed message accounted for (and
-        no ledger entry unlisted): what the next poll of the same mailbox would find, where
-        what this poll stored counts as already stored. ``records`` is the ledger's size, or
-        None when this poll wrote to the ledger (it is then read back)."""
-        note: dict[str, object] = {name: getattr(self.report, name) for name in self._NOTED}
-        note["already_stored"] = self.report.already_stored + self.report.stored
-        note.update(fingerprint=fingerprint, settings=self._triage_settings())
-        try:
-            note["records"] = self.ledger.snapshot()[1] if records is None else records
-            self.ledger.remember(json.dumps(note))
-        except (LockLost, TransientError) as err:  # committed already; only the shortcut is lost
-            self.log.info("mailbox.snapshot_not_kept", error=str(err))
 
     def _triage(
         self,
@@ -226,7 +151,7 @@ class _Poll:
     def _oversize(self, entry: MailboxEntry) -> bool:
         """LIST sizes decide before download: too large a message stays on the server,
         unless the ``store_raw`` policy has it fetched (see :meth:`_spec_for`)."""
-        if not self._too_large(entry):
+        if not self.plan.too_large(entry):
             return False
         limit = self.plan.max_message_size
         if self.plan.oversize == "store_raw":
@@ -235,15 +160,6 @@ class _Poll:
         self.report.oversize += 1
         self.log.warning("message.oversize_left", uidl=entry.uidl, size=entry.size, limit=limit)
         return True
-
-    def _too_large(self, entry: MailboxEntry) -> bool:
-        limit = self.plan.max_message_size
-        return limit is not None and entry.size > limit
-
-    def _spec_for(self, entry: MailboxEntry) -> DocumentSpec:
-        """An oversize message (``store_raw``) gets a headers-only JSON, as above
-        ``parse_max_bytes``."""
-        return replace(self.spec, parse_max_bytes=0) if self._too_large(entry) else self.spec
 
     def _already_handled(self, entry: MailboxEntry, record: LedgerRecord | None) -> bool:
         """True for a quarantined message (left alone) or one stored in an earlier session
@@ -279,21 +195,6 @@ class _Poll:
         self.log.info("message.headers_changed", uidl=entry.uidl)
         return False
 
-    @staticmethod
-    def _same_content(known: LedgerRecord | None, raw: Spool) -> bool:
-        """The message stored under this UIDL before: the same bytes, or the same body and
-        Message-ID under headers the server rewrote."""
-        if known is None or known.state not in (State.STORED, State.DELETED):
-            return False
-        if raw.sha256 == known.sha256:
-            return True
-        if not known.body_sha256:
-            return False
-        return (
-            raw.body_sha256 == known.body_sha256
-            and message_id_of(header_block(raw.head())) == known.message_id
-        )
-
     def _delete(self, entry: MailboxEntry, record: LedgerRecord, marked: dict[int, str]) -> None:
         """DELE (in delete mode); a refused one is left out of the ledger's ``deleted`` marks."""
         if self._due(record):
@@ -327,7 +228,8 @@ class _Poll:
                     failpoint("after_retr")
                     known = records.get(entry.uidl)
                     self.report.fetched += not isinstance(result, PermanentError)
-                    pending.append((entry, known, pool.submit(self._work, entry, result, known)))
+                    future = pool.submit(self.storer.work, entry, result, known)
+                    pending.append((entry, known, future))
                     if len(pending) >= limit or _raised(pending[0][2]):
                         self._finish_ready(pending, marked)
                 while pending:
@@ -345,20 +247,6 @@ class _Poll:
                 if done.record is not None:
                     self.ledger.put({entry.uidl: done.record})
                     self.safe.add(entry.number)
-
-    def _work(
-        self, entry: MailboxEntry, result: Spool | PermanentError, known: LedgerRecord | None
-    ) -> _Done:
-        """In a worker thread: store one retrieved message (objects only, no ledger, no POP3)."""
-        if isinstance(result, PermanentError):
-            return _Done(error=result)
-        with closing(result):
-            try:
-                if known is not None and self._same_content(known, result):
-                    return _Done(record=self._refreshed(entry, known, result))
-                return self._store(FetchedMessage(self.plan.account, entry, result))
-            except PermanentError as err:
-                return _Done(error=err)
 
     def _finish_ready(self, pending: _Pending, marked: dict[int, str]) -> None:
         """In the poll's thread: wait for the oldest message, then take it and every next one
@@ -392,16 +280,6 @@ class _Poll:
         if self.progress is not None:
             self.progress(self.handled, self.to_fetch)
 
-    def _refreshed(self, entry: MailboxEntry, known: LedgerRecord, raw: Spool) -> LedgerRecord:
-        """Already stored: only the server's copy changed (size, headers). Nothing is stored
-        again; the ledger learns the new size and header hash."""
-        if raw.sha256 != known.sha256:
-            self.log.info("message.rewritten_by_server", uidl=entry.uidl, size=entry.size)
-        head = hashlib.sha256(header_block(raw.head())).hexdigest()
-        return replace(
-            known, state=State.STORED, size=entry.size, head_sha256=head, gone_since=None
-        )
-
     def _failed(
         self, entry: MailboxEntry, record: LedgerRecord | None, err: PermanentError
     ) -> None:
@@ -416,37 +294,7 @@ class _Poll:
         )
         self.report.quarantined += 1
 
-    def _store(self, msg: FetchedMessage) -> _Done:
-        """Raw first (the source of truth), then the JSON built from it; both verified."""
-        log = self.log.bind(uidl=msg.entry.uidl, sha256=msg.sha256)
-        raw_key = keys.raw_key(self.plan.prefix, msg.account, msg.sha256)
-        json_key = keys.json_key(self.plan.prefix, msg.account, msg.sha256)
-        put = self.store.put(raw_key, msg.raw, "message/rfc822")
-        storage = self.store.protection(raw_key) if isinstance(self.store, Protecting) else {}
-        failpoint("after_raw_put")
-        spec = self._spec_for(msg.entry)
-        doc = build_document(spec, msg.raw, msg.entry.uidl, self.store, self.parse)
-        self.store.put(json_key, document_body(doc), "application/json", must_match=False)
-        failpoint("after_json_put")
-        stored = StoredMessage(
-            msg.account, msg.entry.uidl, msg.sha256, msg.raw.size, raw_key, json_key, doc
-        )
-        for hook in self.hooks:
-            hook(stored)
-        failpoint("after_hooks")
-        if doc.get("parse_error"):
-            log.warning("message.parse_failed", error=doc["parse_error"])
-        extra = {"storage": storage} if storage else {}
-        log.info("message.stored", key=raw_key, size=msg.raw.size, put=put.value, **extra)
-        head = header_block(msg.raw.head())
-        record = LedgerRecord(
-            State.STORED, msg.sha256, msg.entry.size, raw_key, json_key, self.clock(),
-            head_sha256=hashlib.sha256(head).hexdigest(),
-            body_sha256=msg.raw.body_sha256, message_id=message_id_of(head), storage=storage,
-        )  # fmt: skip
-        return _Done(record, put, msg.raw.size, bool(doc.get("parse_error")))
-
-    def _count(self, done: _Done, known: LedgerRecord | None) -> None:
+    def _count(self, done: Outcome, known: LedgerRecord | None) -> None:
         self.report.parse_failures += done.parse_failed
         if done.put is None:  # the same message, rewritten by the server: nothing stored
             self.report.already_stored += 1
@@ -516,7 +364,8 @@ def poll(
     """
     log = structlog.get_logger("ingest.poll").bind(account=plan.account)
     report = report or PollReport(plan.account)
-    state = _Poll(plan, session, ledger, store, guard, clock, parse, report, log, hooks)
+    storer = Storer(plan, store, clock, parse, log, hooks)
+    state = _Poll(plan, session, ledger, storer, guard, clock, report, log)
     state.progress = progress
     try:
         return state.run()

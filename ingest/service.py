@@ -23,8 +23,8 @@ from ingest.errors import AuthError, TransientError
 from ingest.interfaces import BlobStore
 from ingest.ledger import RedisLedger
 from ingest.lock import AccountLock
-from ingest.model import PollReport
-from ingest.pipeline import PollPlan, ProgressHook, StoredHook, poll
+from ingest.model import PollPlan, PollReport, StoredHook
+from ingest.pipeline import ProgressHook, poll
 from ingest.pop3 import Endpoint, Pop3Session, open_session
 from ingest.pop3_auth import Credentials
 from ingest.store import open_store

@@ -10,8 +10,8 @@ from fakes import FakeGuard, FakeMaildrop, MemoryLedger, MemoryStore
 
 from ingest import keys
 from ingest.errors import LockLost, ProtocolError, StorageError, TransientError
-from ingest.model import MailboxEntry, State
-from ingest.pipeline import PollPlan, poll
+from ingest.model import MailboxEntry, PollPlan, State
+from ingest.pipeline import poll
 
 RAW = [
     b"Subject: one\r\nMessage-ID: <1@x>\r\n\r\nbody one\r\n",
