@@ -5,9 +5,8 @@ from __future__ import annotations
 from ingest import keys
 from ingest.config import Settings
 from ingest.errors import ConfigError
-from ingest.interfaces import BlobStore
+from ingest.interfaces import AccountViews, BlobStore
 from ingest.object_params import ObjectWriter
-from ingest.store import S3Store
 
 
 def account_store(store: BlobStore, settings: Settings, name: str) -> BlobStore:
@@ -17,7 +16,7 @@ def account_store(store: BlobStore, settings: Settings, name: str) -> BlobStore:
     without them (the config already refuses them for a directory store).
     """
     options = settings.options_for(settings.account(name))
-    if isinstance(store, S3Store):
+    if isinstance(store, AccountViews):
         root = keys.raw_prefix(settings.storage.prefix, name).removesuffix("raw/")
         return store.for_account(ObjectWriter(name, root, options))
     if options.needs_s3:

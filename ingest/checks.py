@@ -15,7 +15,8 @@ from ingest.object_params import ObjectWriter
 from ingest.service import check_redis, endpoint_for, mailbox, redis_client
 from ingest.spool import Spool
 from ingest.storage_checks import protection_problems
-from ingest.store import S3Store, open_store
+from ingest.store import open_store
+from ingest.store_s3 import S3Store
 
 PROBE = b"ingest storage check: create-only writes must be refused when the key exists\n"
 

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from ingest import keys
 from ingest.config import Settings
 from ingest.errors import IngestError
-from ingest.store import make_s3_client
+from ingest.store_s3 import make_s3_client
 
 LIVENESS_TICK = 5.0  # seconds between touches from the worker's event loop
 LIVENESS_MAX_AGE = 60.0

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ingest.errors import PermanentError
 from ingest.model import LedgerRecord, MailboxEntry
 from ingest.spool import Spool
+
+if TYPE_CHECKING:
+    from ingest.object_params import ObjectWriter
 
 
 class Put(StrEnum):
@@ -118,3 +121,10 @@ class Protecting(Protocol):
     """A store that can say how a raw object it wrote is protected (S3 write options)."""
 
     def protection(self, key: str) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class AccountViews(Protocol):
+    """A store that writes with one account's options through a view of itself (S3)."""
+
+    def for_account(self, writer: ObjectWriter) -> BlobStore: ...

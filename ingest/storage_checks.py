@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.config import Settings, StorageConfig
 from ingest.storage_options import StorageOptions
-from ingest.store import S3Store, make_s3_client
+from ingest.store_s3 import S3Store, make_s3_client
 
 
 def _wanted(settings: Settings) -> list[tuple[str, StorageOptions]]:

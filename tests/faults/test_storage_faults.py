@@ -30,7 +30,7 @@ from ingest import keys
 from ingest.config import StorageConfig
 from ingest.errors import TransientError
 from ingest.spool import Spool
-from ingest.store import S3Store
+from ingest.store_s3 import S3Store
 
 MESSAGES = 3
 PREFIX = "faults"

@@ -288,7 +288,7 @@ def test_create_only_writes_stay_exactly_once_on_a_versioned_locked_bucket(
     from ingest.object_params import ObjectWriter  # noqa: PLC0415
     from ingest.spool import Spool  # noqa: PLC0415
     from ingest.storage_options import ObjectLockConfig, StorageOptions  # noqa: PLC0415
-    from ingest.store import S3Store  # noqa: PLC0415
+    from ingest.store_s3 import S3Store  # noqa: PLC0415
 
     cfg = StorageConfig(url=f"s3://{locked_bucket}/mail", endpoint_url=s3_server.endpoint_url)
     options = StorageOptions(object_lock=ObjectLockConfig(mode="governance", days=2))

@@ -32,7 +32,7 @@ from ingest.config import StorageConfig, load_settings
 from ingest.interfaces import Put
 from ingest.metrics_http import start_server
 from ingest.spool import Spool
-from ingest.store import S3Store
+from ingest.store_s3 import S3Store
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -15,7 +15,8 @@ from ingest.config import StorageConfig
 from ingest.errors import StorageError
 from ingest.interfaces import BlobStore, Put
 from ingest.spool import Spool
-from ingest.store import DirectoryStore, S3Store
+from ingest.store import DirectoryStore
+from ingest.store_s3 import S3Store
 
 DATA = b"Subject: hi\r\n\r\nbody\r\n"
 SHA = hashlib.sha256(DATA).hexdigest()
