@@ -16,7 +16,8 @@ from pathlib import Path
 import redis
 import yaml
 
-from ingest.config import AccountConfig, load_settings
+from ingest.config import AccountConfig
+from ingest.config_load import load_settings
 from ingest.schedule import Schedule
 
 INTERVAL = 60

@@ -15,13 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ingest.config import (
-    AccountConfig,
-    Settings,
-    load_yaml,
-    parse_settings,
-    validation_problems,
-)
+from ingest.config import AccountConfig, Settings
+from ingest.config_load import load_yaml, parse_settings, validation_problems
 from ingest.errors import ConfigError
 from ingest.storage_options import option_problems
 

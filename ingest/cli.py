@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ingest import logs
-from ingest.config import CONFIG_ENV, Settings, load_settings
+from ingest.config import Settings
+from ingest.config_load import CONFIG_ENV, load_settings
 from ingest.errors import ConfigError, IngestError
 
 if TYPE_CHECKING:

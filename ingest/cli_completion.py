@@ -6,7 +6,7 @@ import click
 from click.shell_completion import CompletionItem, get_completion_class
 
 from ingest.cli import main
-from ingest.config import load_settings
+from ingest.config_load import load_settings
 from ingest.errors import ConfigError
 
 PROG = "ingest"

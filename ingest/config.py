@@ -1,24 +1,22 @@
-"""Load and validate the YAML configuration once, reporting every problem with file and key.
+"""The configuration's schema: immutable pydantic models, validated once at start-up.
 
-Settings are immutable pydantic models. Secrets are referenced (``*_env``, ``*_file``),
-never inlined, and only read by :func:`read_secret` when a session is about to log in.
+Reading the file and locating problems by key is :mod:`ingest.config_load`. Secrets are
+referenced (``*_env``, ``*_file``), never inlined, and only read by
+:func:`ingest.secret_refs.read_secret` when a session is about to log in.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -27,16 +25,6 @@ from ingest.errors import ConfigError
 from ingest.events_config import SinkList
 from ingest.keys import RESERVED_ACCOUNT_NAMES
 from ingest.storage_options import StorageOptions, delete_mode, merge_options, option_problems
-
-CONFIG_ENV = "INGEST_CONFIG"
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 4x as fast
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` through libyaml when PyYAML has it (a 100,000-account file loads
-    in seconds instead of half a minute); the same safe subset of YAML either way."""
-    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, as above
-
 
 _INLINE_SECRETS = ("password", "secret", "token")
 
@@ -328,96 +316,3 @@ class Settings(_Frozen):
         more = len(self.accounts) - len(names)
         known = ", ".join(names) + (f" and {more} more" if more else "") or "none"
         raise ConfigError(f"{self.source}: no account named {name!r} (known: {known})")
-
-
-def _loc(loc: tuple[int | str, ...], data: Any) -> str:
-    out = ""
-    node = data
-    for part in loc:
-        if isinstance(part, int):
-            name = node[part].get("name") if _is_named(node, part) else None
-            out += f"[{part}]" + (f"({name})" if name else "")
-        else:
-            out += f".{part}" if out else str(part)
-        node = _child(node, part)
-    return out or "(top level)"
-
-
-def _is_named(node: Any, index: int) -> bool:
-    return isinstance(node, list) and index < len(node) and isinstance(node[index], dict)
-
-
-def _child(node: Any, part: int | str) -> Any:
-    try:
-        return node[part]
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
-def parse_settings(data: Any, source: str) -> Settings:
-    """Validate already-loaded data; every problem is reported at once."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return Settings.model_validate({**data, "source": source})
-    except ValidationError as err:
-        raise ConfigError(validation_problems(err, data, f"{source}: ")) from None
-
-
-def validation_problems(
-    err: ValidationError, data: Any, where: str, at: tuple[int | str, ...] = ()
-) -> list[str]:
-    """One line per problem: ``where`` + the key path (with account names) + what is wrong.
-
-    ``at`` is the path of the validated value inside ``data`` (for a list item, its index).
-    """
-    problems = []
-    for e in err.errors():
-        msg = e["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}{_loc((*at, *e['loc']), data)}: {msg}")
-    return problems
-
-
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read the YAML file named by ``path`` or ``$INGEST_CONFIG``."""
-    raw_path = path or os.environ.get(CONFIG_ENV)
-    if not raw_path:
-        raise ConfigError(f"no configuration: pass --config FILE or set {CONFIG_ENV}")
-    file = Path(raw_path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{file}: cannot read configuration: {err.strerror}") from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{file}: not valid YAML: {err}") from None
-    if isinstance(data, dict) and data.get("accounts_dir") is not None:
-        from ingest.accounts_dir import with_accounts_dir  # noqa: PLC0415 - it imports us
-
-        return with_accounts_dir(data, file)
-    return parse_settings(data, str(file))
-
-
-def read_secret(where: str, name: str, env: str | None, file: Path | None) -> str:
-    """One secret from ``{name}_env`` or ``{name}_file``; errors name the key, never the value."""
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigError(f"{where}.{name}_env: environment variable {env} is not set")
-    elif file is not None:
-        try:
-            value = file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as err:
-            raise ConfigError(f"{where}.{name}_file: cannot read {file}: {err.strerror}") from None
-    else:
-        raise ConfigError(f"{where}: {name}_env or {name}_file is required")
-    if not value or any(c in value for c in "\r\n\0"):
-        raise ConfigError(f"{where}: the {name} is empty or contains CR, LF or NUL")
-    return value
-
-
-def resolve_password(account: AccountConfig, source: str = "config") -> str:
-    """Read the account's password from its env var or file; never logged, never stored."""
-    where = f"{source}: accounts({account.name})"
-    return read_secret(where, "password", account.password_env, account.password_file)

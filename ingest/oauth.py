@@ -18,8 +18,9 @@ import redis
 import structlog
 
 from ingest import keys
-from ingest.config import AccountConfig, OAuth2Config, read_secret
+from ingest.config import AccountConfig, OAuth2Config
 from ingest.errors import AuthError, TransientError
+from ingest.secret_refs import read_secret
 
 log = structlog.get_logger("ingest.oauth")
 REFRESH_MARGIN = 120.0  # seconds before expiry at which a token is replaced

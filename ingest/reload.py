@@ -17,7 +17,8 @@ from pathlib import Path
 import structlog
 
 from ingest.accounts_dir import signature
-from ingest.config import Settings, load_settings
+from ingest.config import Settings
+from ingest.config_load import load_settings
 from ingest.errors import ConfigError
 
 log = structlog.get_logger("ingest.reload")

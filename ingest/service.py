@@ -17,7 +17,7 @@ import structlog
 
 from ingest import keys, metrics
 from ingest.account_store import account_store
-from ingest.config import AccountConfig, Settings, resolve_password
+from ingest.config import AccountConfig, Settings
 from ingest.delivery import recording_hooks
 from ingest.errors import AuthError, TransientError
 from ingest.interfaces import BlobStore
@@ -27,6 +27,7 @@ from ingest.model import PollPlan, PollReport, StoredHook
 from ingest.pipeline import ProgressHook, poll
 from ingest.pop3 import Endpoint, Pop3Session, open_session
 from ingest.pop3_auth import Credentials
+from ingest.secret_refs import resolve_password
 from ingest.store import open_store
 
 if TYPE_CHECKING:

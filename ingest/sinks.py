@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from ingest.config import read_secret
 from ingest.errors import TransientError
 from ingest.events import EVENT_TYPE, Event
 from ingest.events_config import (
@@ -25,6 +24,7 @@ from ingest.events_config import (
     SinkConfig,
     WebhookSinkConfig,
 )
+from ingest.secret_refs import read_secret
 
 if TYPE_CHECKING:
     import httpx

@@ -17,7 +17,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 
 from ingest import health, logs, metrics
 from ingest.checks import startup_problems
-from ingest.config import load_settings
+from ingest.config_load import load_settings
 from ingest.delivery import account_sinks
 from ingest.reload import ConfigWatcher
 

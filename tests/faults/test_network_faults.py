@@ -32,7 +32,7 @@ from harness.pop3_proxy import (
     duplicate_uidl,
 )
 from harness.ports import accepts_connections
-from ingest.config import parse_settings
+from ingest.config_load import parse_settings
 from ingest.errors import AuthError, TransientError
 from ingest.service import poll_account
 

@@ -24,7 +24,7 @@ from support import (
 from harness import Dovecot, MailUser, MotoS3, RedisServer, as_pop3, corpus_files
 from harness.celery_procs import CeleryProcess
 from harness.process import log_tail
-from ingest.config import load_settings
+from ingest.config_load import load_settings
 from ingest.errors import TransientError
 from ingest.interfaces import BlobStore, Put
 from ingest.service import poll_account

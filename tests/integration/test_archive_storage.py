@@ -17,7 +17,8 @@ from support import account_entry, password_env, run_cli, write_config
 from harness import Dovecot, MailUser, MotoS3, as_pop3
 from ingest import keys
 from ingest.checks import startup_problems
-from ingest.config import Settings, load_settings
+from ingest.config import Settings
+from ingest.config_load import load_settings
 from ingest.ledger import RedisLedger, encode
 from ingest.model import LedgerRecord
 from ingest.service import poll_account

@@ -13,7 +13,7 @@ from support import account_entry, run_cli, write_config
 
 from harness import Dovecot, MailUser
 from harness.oauth_server import OAuthServer
-from ingest.config import parse_settings
+from ingest.config_load import parse_settings
 from ingest.errors import AuthError, SecurityError
 from ingest.oauth import TokenSource
 from ingest.pop3 import Endpoint, open_session

@@ -28,7 +28,8 @@ from harness.ports import accepts_connections
 from harness.process import spawn, stop_process
 from ingest import health, metrics
 from ingest.checks import startup_problems
-from ingest.config import StorageConfig, load_settings
+from ingest.config import StorageConfig
+from ingest.config_load import load_settings
 from ingest.interfaces import Put
 from ingest.metrics_http import start_server
 from ingest.spool import Spool

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from ingest.config import load_settings
+from ingest.config_load import load_settings
 from ingest.errors import ConfigError
 from ingest.reload import ConfigWatcher
 

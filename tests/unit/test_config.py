@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config import load_settings, parse_settings, resolve_password
+from ingest.config_load import load_settings, parse_settings
 from ingest.errors import ConfigError
+from ingest.secret_refs import resolve_password
 
 GOOD = {
     "redis_url": "redis://127.0.0.1:6379/0",

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from ingest.config import parse_settings
+from ingest.config_load import parse_settings
 from ingest.delivery import account_sinks
 from ingest.errors import ConfigError
 from ingest.events import EVENT_TYPE, event_id, message_stored

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from ingest.config import parse_settings
+from ingest.config_load import parse_settings
 from ingest.errors import ConfigError
 from ingest.object_params import (
     ObjectWriter,
