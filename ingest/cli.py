@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -208,81 +207,6 @@ def beat(obj: CliContext, celery_args: tuple[str, ...]) -> None:
     _celery(obj, ["beat", "--loglevel", "INFO", *celery_args])
 
 
-@main.group()
-def quarantine() -> None:
-    """List and retry messages that repeatedly failed to store (they stay on the server)."""
-
-
-@quarantine.command(name="list")
-@click.argument("names", nargs=-1)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object per message, per line (account, uidl, size, failures, reason, since).",
-)
-@click.pass_obj
-def quarantine_list(obj: CliContext, names: tuple[str, ...], as_json: bool) -> None:
-    """Quarantined messages of the NAMES accounts (default: all)."""
-    from ingest.quarantine import list_quarantined  # noqa: PLC0415
-    from ingest.service import redis_client  # noqa: PLC0415
-
-    settings = obj.settings()
-    wanted = [settings.account(n).name for n in names] or [a.name for a in settings.accounts]
-    items = list_quarantined(redis_client(settings), wanted)
-    for item in items:
-        rec = item.record
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "account": item.account,
-                        "uidl": item.uidl,
-                        "size": rec.size,
-                        "failures": rec.failures,
-                        "reason": rec.reason,
-                        "since": rec.stored_at,
-                    }
-                )
-            )
-        else:
-            click.echo(
-                f"{item.account}\t{item.uidl}\t{rec.size} bytes\t{rec.failures} failures"
-                f"\t{rec.reason}"
-            )
-    if not items and not as_json:
-        click.echo("no quarantined messages", err=True)
-
-
-@quarantine.command(name="retry")
-@click.argument("name")
-@click.argument("uidls", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Release every quarantined message.")
-@click.pass_obj
-def quarantine_retry(obj: CliContext, name: str, uidls: tuple[str, ...], everything: bool) -> None:
-    """Release quarantined UIDLS of account NAME so the next poll tries them again.
-
-    Takes the account's lock. Exit status: 0, 75 while a poll holds the lock.
-    """
-    from ingest.quarantine import release  # noqa: PLC0415
-    from ingest.service import redis_client  # noqa: PLC0415
-
-    if not uidls and not everything:
-        raise click.UsageError("name the UIDLs to retry, or pass --all")
-    settings = obj.settings()
-    try:
-        count = release(
-            redis_client(settings),
-            settings,
-            settings.account(name).name,
-            None if everything else list(uidls),
-        )
-    except IngestError as err:
-        click.echo(f"{name}: {err}", err=True)
-        sys.exit(EX_TEMPFAIL)
-    click.echo(f"{name}: released {count} message(s); the next poll retries them")
-
-
 @main.command()
 @click.argument("name")
 @click.option(
@@ -326,111 +250,13 @@ def reparse(obj: CliContext, name: str, shas: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-@main.command()
-@click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object per account, per line (every column)."
-)
-@click.pass_obj
-def status(obj: CliContext, as_json: bool) -> None:
-    """Per account: last poll, outcome, stored today, backlog, lock holder, last error.
-
-    Also the last poll's counts and the ledger size; one Redis round trip for all accounts.
-    The lock holder is the token of the poll running now.
-
-    Backlog: messages the last poll listed that are neither stored nor deliberately left on
-    the server (oversize, quarantined); more than 0 after a poll that failed part-way.
-    """
-    import datetime as dt  # noqa: PLC0415
-
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-
-    from ingest.service import redis_client  # noqa: PLC0415
-    from ingest.status import account_statuses, with_events  # noqa: PLC0415
-
-    settings = obj.settings()
-    client = redis_client(settings)
-    rows = with_events(client, account_statuses(client, [a.name for a in settings.accounts]))
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row.as_dict()))
-        return
-    table = Table(
-        "account",
-        "last poll (UTC)",
-        "outcome",
-        "listed",
-        "stored",
-        "deleted",
-        "quarantined",
-        "stored today",
-        "backlog",
-        "ledger",
-        "lock holder",
-        "last error",
-        "events pending/dead",
-        "event sink error",
-        title="accounts (last poll's counts; stored today: since 00:00 UTC)",
-    )
-    for r in rows:
-        when = (
-            dt.datetime.fromtimestamp(r.last_finished, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            if r.last_finished
-            else "-"
-        )
-        table.add_row(
-            r.account,
-            when,
-            r.outcome,
-            str(r.listed),
-            str(r.stored),
-            str(r.deleted),
-            str(r.quarantined),
-            str(r.stored_today),
-            str(r.backlog),
-            str(r.ledger_size),
-            r.lock_holder or "-",
-            r.error[:60],
-            f"{r.events_pending}/{r.events_dead}",
-            r.events_error[:60],
-        )
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-
-
-@main.command()
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="The whole configuration as one JSON document (secrets shown by source only).",
-)
-@click.pass_obj
-def accounts(obj: CliContext, as_json: bool) -> None:
-    """The configuration as loaded: defaults filled in, secrets never shown.
-
-    Accounts from accounts_dir are included. Of a secret only the environment variable or
-    file it comes from is shown.
-    """
-    from ingest.status import describe_settings  # noqa: PLC0415
-
-    data = describe_settings(obj.settings())
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    for acc in data["accounts"]:
-        secret = acc.get("password_env") or acc.get("password_file") or "oauth2"
-        click.echo(
-            f"{acc['name']}: {acc['security']}://{acc['host']}:{acc['port'] or 'default'} "
-            f"user {acc['username']}, auth {acc['auth']} (secret from {secret}), "
-            f"delete {acc['delete']}, every {acc['interval']} s"
-        )
-
-
 # Command groups kept in their own modules register themselves on ``main`` when imported
 # (each module: ``from ingest.cli import CliContext, main`` then ``@main.command()``).
 # One import line per module, below.
 import ingest.cli_archive  # noqa: E402 - search, export, verify, index
 import ingest.cli_completion  # noqa: E402 - `ingest completion bash|zsh|fish`
 import ingest.cli_events  # noqa: E402
-import ingest.cli_ledger  # noqa: E402, F401 - `ingest ledger show`
+import ingest.cli_ledger  # noqa: E402 - `ingest ledger show|forget`
+import ingest.cli_quarantine  # noqa: E402 - `ingest quarantine list|retry`
+import ingest.cli_status  # noqa: E402, F401 - `ingest status`, `ingest accounts`
 from ingest import cli_health  # noqa: E402, F401  - ingest health, ingest metrics serve
