@@ -92,7 +92,7 @@ def _first_marker(lines: list[str], text: str) -> tuple[int, str] | None:
 def _candidates(text: str) -> Iterator[int]:
     """The numbers of the lines of ``text`` that may hold a marker, in order."""
     found = [match.start() for match in _LINE_START.finditer(text)]
-    if not text.isascii() or any(word in text.lower() for word in _ASCII_WROTE):
+    if _may_hold_wrote(text):
         found = sorted(found + [match.start() for match in _WROTE.finditer(text)])
     line, seen, last = 0, 0, -1
     for position in found:
@@ -101,6 +101,15 @@ def _candidates(text: str) -> Iterator[int]:
         if line != last:
             last = line
             yield line
+
+
+def _may_hold_wrote(text: str) -> bool:
+    """False only when no "wrote" word can match: in ASCII text, case-insensitive matching
+    is plain lower-casing, and the words with accents cannot occur."""
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in _ASCII_WROTE)
 
 
 def _attribution(lines: list[str], at: int) -> bool:
