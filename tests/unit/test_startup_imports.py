@@ -42,3 +42,15 @@ def test_a_poll_imports_no_module_only_some_polls_or_commands_need() -> None:
     optional = {"rich", "ingest.progress", "ingest.index", "ingest.oauth", "ingest.events"}
     optional |= {"ingest.outbox", "ingest.sinks", "ingest.search", "ingest.parse", "ingest.mime"}
     assert modules & optional == set()
+
+
+def test_a_directory_store_needs_no_botocore() -> None:
+    """Opening a directory store (the laptop and demo default) for a poll imports neither
+    boto3 nor botocore: only an S3 store pays for them."""
+    modules = _modules_after(
+        f"{JSON_LOGS}\nimport ingest.cli, ingest.service\n"
+        "from ingest.config import StorageConfig\nfrom ingest.store import open_store\n"
+        "open_store(StorageConfig(url='file:///tmp/ingest-startup-test'))"
+    )
+    assert "ingest.store_dir" in modules
+    assert not {"boto3", "botocore", "ingest.store_s3"} & modules
