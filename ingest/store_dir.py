@@ -1,7 +1,8 @@
 """The directory blob store: objects as files below a local directory.
 
 Writes are create-only to content-derived keys. ``put`` returns once the object is
-durably stored *and* verified against the sha256 we computed: write a temp file, fsync,
+durably stored *and* verified against the sha256 we computed: write a new file (unnamed,
+``O_TMPFILE``, where the file system allows it; else under a ``.tmp-`` name), fsync,
 hard-link into place (fails if the name exists, so it is create-only too), fsync the
 directory, then re-read and hash it (through the descriptor it was written with: the inode
 the new name links to).
