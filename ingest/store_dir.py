@@ -154,6 +154,8 @@ class DirectoryStore:
 # mid-write leaves nothing behind. It is named through /proc, so both must be there.
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# How a restricted /proc (hidepid, an LSM, another mount) refuses to link through it.
+_PROC_REFUSALS = (errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOENT)
 
 
 def _write_synced(parent: str, body: Spool, *, named: bool) -> tuple[str | None, int]:
@@ -194,16 +196,16 @@ def _link(fd: int, tmp: str | None, name: str, dir_fd: int) -> bool | None:
         os.link(tmp or f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
     except FileExistsError:
         return False
-    except OSError:
-        if tmp is None:
+    except OSError as err:
+        if tmp is None and err.errno in _PROC_REFUSALS:
             return None
-        raise
+        raise  # e.g. ENOSPC: a write error like any other, not a reason to stop naming
     return True
 
 
 def _file_sha256(path: str) -> str:
     """SHA-256 of a file's content, read with plain system calls (no buffered file object)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
     try:
         return _fd_sha256(fd)
     finally:
@@ -220,7 +222,7 @@ def _fd_sha256(fd: int) -> str:
 
 
 def _fsync_dir(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
     try:
         os.fsync(fd)
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.errors import StorageError
+from ingest.errors import StorageError, TransientError
 from ingest.interfaces import Put
 from ingest.spool import Spool
 from ingest.store import DirectoryStore
@@ -175,3 +175,28 @@ def test_where_proc_cannot_name_a_file_the_store_names_its_files_instead(
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
         _key(d).rsplit("/")[-1] for d in (first, second)
     )
+
+
+def test_a_write_error_on_linking_an_unnamed_file_is_an_error_not_a_refused_proc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk when the unnamed file is linked fails that put (a transient error, to be
+    retried), and leaves nothing behind; it is not taken for a /proc that cannot name files,
+    so the next put still writes an unnamed file."""
+    real_link = os.link
+    tried: list[str] = []
+
+    def disk_full_once(src: str, dst: str, **kw: object) -> None:
+        tried.append(src)
+        if len(tried) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", disk_full_once)
+    store = DirectoryStore(tmp_path)
+    first, second = b"Subject: 1\r\n\r\none\r\n", b"Subject: 2\r\n\r\ntwo\r\n"
+    with pytest.raises(TransientError, match="No space left"):
+        store.put(_key(first), Spool.of(first), "message/rfc822")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert store.put(_key(second), Spool.of(second), "message/rfc822") is Put.CREATED
+    assert [src.startswith("/proc/") for src in tried] == [True, True]
