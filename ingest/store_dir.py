@@ -17,6 +17,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 from ingest.errors import StorageError, TransientError
@@ -56,9 +57,29 @@ class DirectoryStore:
     def _make_parent(self, path: str) -> str:
         parent = os.path.dirname(path)
         if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
+            self._make_dirs(parent)
         return parent
+
+    def _make_dirs(self, directory: str) -> None:
+        """Make ``directory`` and its missing ancestors, each entry on the way durable.
+
+        A new directory's name lives in its parent, and fsyncing a file and the directory
+        it is linked into does not make that name durable: on ext4 without a journal, ext2
+        or vfat a power cut can lose a fresh ``raw/ab/`` with every object linked into it.
+        So the directory holding each one is fsynced the first time this store uses it,
+        whoever made it (another thread or process may have made it a moment ago and not
+        yet synced its parent). The store root and what lies above it are only synced
+        where this store makes them.
+        """
+        chain = []
+        while directory not in self._made:
+            chain.append(directory)
+            if directory == self._base:
+                break
+            directory = os.path.dirname(directory)
+        for made in reversed(chain):
+            _make_synced(made, root=made == self._base)
+            self._made.add(made)
 
     @storage_timed("put")
     def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
@@ -83,7 +104,7 @@ class DirectoryStore:
         try:
             tmp, fd = _write_synced(parent, body, named=named)
         except FileNotFoundError:  # the directory was removed since we made it
-            self._made.discard(parent)
+            self._made.clear()
             self._make_parent(path)
             tmp, fd = _write_synced(parent, body, named=named)
         if tmp is not None and not named:  # the file system refused an unnamed file
@@ -219,6 +240,21 @@ def _fd_sha256(fd: int) -> str:
         digest.update(chunk)
         offset += len(chunk)
     return digest.hexdigest()
+
+
+def _make_synced(directory: str, *, root: bool) -> None:
+    """Make ``directory`` if missing, then fsync the directory holding it. A ``root`` (the
+    store root, or a missing ancestor of it) that exists is left alone: the operator's."""
+    parent = os.path.dirname(directory)
+    if os.path.isdir(directory):
+        if root:
+            return
+    else:
+        if root and parent != directory and not os.path.isdir(parent):
+            _make_synced(parent, root=True)
+        with suppress(FileExistsError):  # another writer made it just now
+            os.mkdir(directory)
+    _fsync_dir(parent)
 
 
 def _fsync_dir(path: str | Path) -> None:

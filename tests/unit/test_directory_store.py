@@ -200,3 +200,67 @@ def test_a_write_error_on_linking_an_unnamed_file_is_an_error_not_a_refused_proc
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert store.put(_key(second), Spool.of(second), "message/rfc822") is Put.CREATED
     assert [src.startswith("/proc/") for src in tried] == [True, True]
+
+
+class _SyncLog:
+    """Records, in order, each directory made and each directory fsynced (by path)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, str]] = []
+        real_mkdir, real_fsync = os.mkdir, os.fsync
+
+        def mkdir(path: str, mode: int = 0o777, **kw: object) -> None:
+            real_mkdir(path, mode, **kw)  # type: ignore[arg-type]
+            self.events.append(("mkdir", str(path)))
+
+        def fsync(fd: int) -> None:
+            real_fsync(fd)
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            if os.path.isdir(path):
+                self.events.append(("fsync", path))
+
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def synced_after(self, index: int) -> set[str]:
+        return {path for kind, path in self.events[index + 1 :] if kind == "fsync"}
+
+
+def test_every_directory_the_store_makes_is_synced_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new directory's name is in its parent: before put returns, the parent of each
+    directory made (down from a store root that did not exist yet) has been fsynced after
+    the mkdir, so a power cut cannot take a fresh raw/ab/ and the objects in it."""
+    log = _SyncLog(monkeypatch)
+    store = DirectoryStore(tmp_path / "new" / "store")
+    data = b"Subject: x\r\n\r\nbody\r\n"
+    assert store.put(_key(data), Spool.of(data), "message/rfc822") is Put.CREATED
+    made = [(i, path) for i, (kind, path) in enumerate(log.events) if kind == "mkdir"]
+    expected = ["new", "new/store", "new/store/p", "new/store/p/acct", "new/store/p/acct/raw"]
+    expected.append(os.path.dirname(os.path.join("new/store", _key(data))))
+    assert [os.path.relpath(path, tmp_path) for _, path in made] == expected
+    for i, path in made:
+        assert os.path.dirname(path) in log.synced_after(i), path
+
+
+def test_directories_another_writer_made_are_synced_into_their_parent_on_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread or process may have made raw/ab/ a moment ago and not synced it into
+    raw/ yet: the first put of this store below it fsyncs each parent inside the store
+    once (not the store root's own parent: that is the operator's), and later puts
+    there fsync no directory but the object's own."""
+    first, second = b"Subject: 1\r\n\r\none\r\n", b"Subject: 1\r\n\r\none \r\n"
+    directory = tmp_path / os.path.dirname(_key(first))
+    directory.mkdir(parents=True)  # as another writer left it
+    log = _SyncLog(monkeypatch)
+    store = DirectoryStore(tmp_path)
+    store.put(_key(first), Spool.of(first), "message/rfc822")
+    synced = [os.path.relpath(p, tmp_path) for kind, p in log.events if kind == "fsync"]
+    inside = [".", "p", "p/acct", "p/acct/raw", str(directory.relative_to(tmp_path))]
+    assert sorted(synced) == sorted(inside)
+    log.events.clear()
+    key = f"{os.path.dirname(_key(first))}/other.eml"
+    store.put(key, Spool.of(second), "message/rfc822")
+    assert [os.path.relpath(p, tmp_path) for _, p in log.events] == [os.path.dirname(key)]
