@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ingest import logs
+from ingest import allocator, logs
 from ingest.config import Settings
 from ingest.config_load import CONFIG_ENV, load_settings
 from ingest.errors import ConfigError, IngestError
@@ -87,6 +87,7 @@ def list_or_delete(what: str, lines: Iterator[str], *, yes: bool, nothing: str) 
 @click.pass_context
 def main(ctx: click.Context, config: str | None, log_level: str, log_json: bool | None) -> None:
     """Pull mail out of POP3 mailboxes into S3-compatible storage, exactly once."""
+    allocator.tune()
     logs.configure(log_level, json=log_json)
     ctx.obj = CliContext(config)
 

@@ -15,12 +15,13 @@ import structlog
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
 
-from ingest import health, logs, metrics
+from ingest import allocator, health, logs, metrics
 from ingest.checks import startup_problems
 from ingest.config_load import load_settings
 from ingest.delivery import account_sinks
 from ingest.reload import ConfigWatcher
 
+allocator.tune()  # before the pool forks: its processes inherit the settings
 settings = load_settings()
 config = ConfigWatcher(settings)  # tasks read config.current(): accounts reload without restart
 logs.configure(os.environ.get("INGEST_LOG_LEVEL", "INFO"))
