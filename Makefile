@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); each starts its own Redis, Dovecot and moto. 0: one process.
+TEST_WORKERS ?= 2
 
 DURATION ?= 300
 
@@ -37,13 +39,13 @@ lint: venv
 	$(BIN)/lint-imports
 
 test: system-deps venv lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 soak: system-deps venv
 	INGEST_SOAK_SECONDS=$(DURATION) $(BIN)/pytest tests/faults/test_soak.py -s $(PYTEST_ARGS)
 
 test-unit: venv
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit $(PYTEST_ARGS)
 
 demo: system-deps venv
 	$(BIN)/python -m harness.demo
