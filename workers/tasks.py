@@ -25,6 +25,7 @@ from ingest.service import poll_account as run_poll
 from ingest.service import redis_client
 from ingest.store import open_store
 from workers.app import app, config, settings
+from workers.publish import publish_polls
 
 log = structlog.get_logger("workers.tasks")
 MAX_RETRIES = 3
@@ -119,7 +120,7 @@ def dispatch() -> list[str]:
     """Enqueue a poll for every due account (atomic claim, safe with two beats).
 
     Two Redis round trips per tick (digest check, claim; one more claim per further batch of
-    ``Schedule.batch``), then one publish per due account.
+    ``Schedule.batch``), and one more per claimed batch to publish its polls.
     """
     started = time.perf_counter()
     current = config.current(force=True)  # once per tick: added, changed, removed accounts
@@ -130,10 +131,7 @@ def dispatch() -> list[str]:
     with app.producer_or_acquire() as producer:  # one producer for the tick's publishes
         while True:  # in batches: more than ``batch`` due accounts take more than one claim
             batch = schedule.claim_due()
-            for name in batch:
-                poll_account.apply_async(
-                    args=[name], expires=intervals.get(name, 60), producer=producer
-                )
+            publish_polls(poll_account, producer, batch, intervals)
             due += batch
             if len(batch) < schedule.batch:
                 break
