@@ -265,7 +265,8 @@ def accounts_lines(data: dict[str, object]) -> list[str]:
         ),
         *(
             f"- config load (bench.claims), {c['accounts']:,} accounts: {c['seconds']:.2f} s, "
-            f"{c['us_per_account']:.0f} us per account"
+            f"{c['us_per_account']:.0f} us per account; the same file as JSON: "
+            f"{c['json_seconds']:.2f} s, {c['json_us_per_account']:.0f} us per account"
             for c in d.get("config_loads", ())  # type: ignore[attr-defined]
         ),
         *(f"- PROBLEM: {p}" for p in d["problems"]),  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ cost per claimed account). Each claim is one round trip whatever N is.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -71,13 +72,17 @@ def config_costs(tmp: Path, totals: tuple[int, ...]) -> list[dict[str, float]]:
              "password_env": "BENCH_PW", "interval": INTERVAL}
             for i in range(total)
         ]  # fmt: skip
-        path = tmp / f"accounts-{total}.yaml"
         data = {"storage": {"url": f"file://{tmp}/store"}, "accounts": accounts}
-        path.write_text(yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper)))
-        t0 = time.perf_counter()
-        settings = load_settings(str(path))
-        seconds = time.perf_counter() - t0
-        assert len(settings.accounts) == total and settings.account(f"c{total - 1:06d}")
-        out.append({"accounts": total, "seconds": seconds, "us_per_account": 1e6 * seconds / total})
-        path.unlink()
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        row: dict[str, float] = {"accounts": total}
+        for form, text in (("", yaml.dump(data, Dumper=dumper)), ("json_", json.dumps(data))):
+            path = tmp / f"accounts-{total}.yaml"  # the same name: JSON is YAML too
+            path.write_text(text)
+            t0 = time.perf_counter()
+            settings = load_settings(str(path))
+            seconds = time.perf_counter() - t0
+            assert len(settings.accounts) == total and settings.account(f"c{total - 1:06d}")
+            row |= {f"{form}seconds": seconds, f"{form}us_per_account": 1e6 * seconds / total}
+            path.unlink()
+        out.append(row)
     return out

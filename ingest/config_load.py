@@ -6,6 +6,7 @@ was expected; :mod:`ingest.config` holds the schema.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,16 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 4x as
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` through libyaml when PyYAML has it (a 100,000-account file loads
-    in seconds instead of half a minute); the same safe subset of YAML either way."""
+    in seconds instead of half a minute); the same safe subset of YAML either way.
+
+    A file that holds JSON (which is YAML too) is read by the json module, about 20 times
+    faster than PyYAML's constructor: what a generated config of 100,000 accounts wants.
+    Anything that is not valid JSON is read as YAML."""
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style, or not valid JSON: YAML says what is wrong
     return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, as above
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from ingest.config_load import load_settings, parse_settings
+from ingest.config_load import load_settings, load_yaml, parse_settings
 from ingest.errors import ConfigError
 from ingest.secret_refs import resolve_password
 
@@ -110,6 +112,44 @@ def test_yaml_errors_and_missing_files_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("accounts: [\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_settings(bad)
+
+
+def test_a_config_file_holding_json_gives_the_same_settings_as_its_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON is YAML too: a generated file of many accounts may be JSON, read by the json
+    module (several times faster, PyYAML not involved), and means exactly what the same
+    data in YAML means."""
+    data = {
+        **GOOD,
+        "storage": {"url": f"file://{tmp_path}/store"},
+        "accounts": [
+            {**GOOD["accounts"][0], "name": f"a{i}", "port": 995, "interval": 30 + i,
+             "allow_plaintext": i % 2 == 0, "delete": "never" if i else "after_store"}
+            for i in range(3)
+        ],
+    }  # fmt: skip
+    as_yaml, as_json = tmp_path / "c.yaml", tmp_path / "c.json"
+    as_yaml.write_text(yaml.safe_dump(data))
+    as_json.write_text("\n  " + json.dumps(data, indent=2))
+    from_yaml = load_settings(as_yaml).model_dump()
+
+    def no_yaml(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PyYAML read a JSON file")
+
+    monkeypatch.setattr(yaml, "load", no_yaml)
+    assert load_settings(as_json).model_dump() == from_yaml
+    assert load_yaml(json.dumps(data)) == data
+
+
+def test_yaml_that_only_looks_like_json_is_still_yaml(tmp_path: Path) -> None:
+    """Flow-style YAML (unquoted keys) starts like JSON but is read as the YAML it is, and
+    a broken file is reported as YAML, naming the file."""
+    assert load_yaml("{name: support, interval: 60}") == {"name": "support", "interval": 60}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"accounts": [')
+    with pytest.raises(ConfigError, match=r"bad\.json: not valid YAML"):
         load_settings(bad)
 
 
