@@ -8,6 +8,7 @@ import pytest
 
 from ingest.model import MailboxEntry
 from ingest.pop3 import Pop3Session
+from ingest.pop3_auth import Credentials, authenticate
 from ingest.pop3_wire import Endpoint
 
 
@@ -93,3 +94,16 @@ def test_queued_commands_go_out_once_half_a_window_or_less_is_outstanding() -> N
         assert session._queued == 0 or outstanding > window // 2
     session.drain()
     assert not server.unanswered
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_user_and_pass_share_a_write_only_where_the_server_pipelines(pipelining: bool) -> None:
+    """With PIPELINING announced before login, USER and PASS go out together (a round trip
+    less per poll); without it, PASS waits for USER's reply."""
+    session, server = _session(window=32, pipelining=pipelining)
+    session.encrypted = True
+    authenticate(session, Credentials("password", "user", "secret"))
+    expected = (
+        [[b"USER user", b"PASS secret"]] if pipelining else [[b"USER user"], [b"PASS secret"]]
+    )
+    assert server.writes == expected
