@@ -87,9 +87,9 @@ class DirectoryStore:
         try:
             parent = self._make_parent(path)
             written = None if os.path.exists(path) else self._link_new(parent, path, body)
+            actual = written or _settle_existing(path, parent)
             if written is None and not must_match:
                 return Put.EXISTED
-            actual = written or _file_sha256(path)
         except OSError as err:
             raise TransientError(f"cannot write {path}: {err}") from err
         if actual != body.sha256:
@@ -224,13 +224,19 @@ def _link(fd: int, tmp: str | None, name: str, dir_fd: int) -> bool | None:
     return True
 
 
-def _file_sha256(path: str) -> str:
-    """SHA-256 of a file's content, read with plain system calls (no buffered file object)."""
+def _settle_existing(path: str, parent: str) -> str:
+    """An object that is already there (a retry after a crash, the same message under
+    another UIDL) counts as stored only once durable: its writer may have died between
+    the link and the directory fsync. Its file and the directory naming it are fsynced
+    (no I/O when they already were); its SHA-256 as read back."""
     fd = os.open(path, os.O_RDONLY | _CLOEXEC)
     try:
-        return _fd_sha256(fd)
+        os.fsync(fd)
+        found = _fd_sha256(fd)
     finally:
         os.close(fd)
+    _fsync_dir(parent)
+    return found
 
 
 def _fd_sha256(fd: int) -> str:

@@ -203,7 +203,8 @@ def test_a_write_error_on_linking_an_unnamed_file_is_an_error_not_a_refused_proc
 
 
 class _SyncLog:
-    """Records, in order, each directory made and each directory fsynced (by path)."""
+    """Records, in order, each directory made and each directory or file fsynced (by path;
+    unnamed files show as ``/path/#inode (deleted)``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[tuple[str, str]] = []
@@ -216,8 +217,7 @@ class _SyncLog:
         def fsync(fd: int) -> None:
             real_fsync(fd)
             path = os.readlink(f"/proc/self/fd/{fd}")
-            if os.path.isdir(path):
-                self.events.append(("fsync", path))
+            self.events.append(("fsync" if os.path.isdir(path) else "fsync-file", path))
 
         monkeypatch.setattr(os, "mkdir", mkdir)
         monkeypatch.setattr(os, "fsync", fsync)
@@ -263,4 +263,23 @@ def test_directories_another_writer_made_are_synced_into_their_parent_on_first_u
     log.events.clear()
     key = f"{os.path.dirname(_key(first))}/other.eml"
     store.put(key, Spool.of(second), "message/rfc822")
-    assert [os.path.relpath(p, tmp_path) for _, p in log.events] == [os.path.dirname(key)]
+    synced = [os.path.relpath(p, tmp_path) for kind, p in log.events if kind == "fsync"]
+    assert synced == [os.path.dirname(key)]
+
+
+@pytest.mark.parametrize("must_match", [True, False])
+def test_an_object_already_there_is_made_durable_before_it_counts_as_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, must_match: bool
+) -> None:
+    """A writer that died between linking an object and fsyncing its directory leaves a
+    name that a power cut could still take. A put that finds the object there (a retry)
+    fsyncs the file and the directory naming it before it returns ``EXISTED``."""
+    data = b"Subject: x\r\n\r\nbody\r\n"
+    path = tmp_path / _key(data)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)  # as the dead writer left it
+    store = DirectoryStore(tmp_path)
+    log = _SyncLog(monkeypatch)
+    assert store.put(_key(data), Spool.of(data), "x", must_match=must_match) is Put.EXISTED
+    assert ("fsync-file", str(path)) in log.events
+    assert ("fsync", str(path.parent)) in log.events
