@@ -25,8 +25,9 @@ def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` through libyaml when PyYAML has it (a 100,000-account file loads
     in seconds instead of half a minute); the same safe subset of YAML either way.
 
-    A file that holds JSON (which is YAML too) is read by the json module, about 20 times
-    faster than PyYAML's constructor: what a generated config of 100,000 accounts wants.
+    A file that holds JSON (which is YAML too) is read by the json module: the whole load
+    and validation gets about 7 times faster (15 instead of 100 us per account), which a
+    generated config of 100,000 accounts wants.
     Anything that is not valid JSON is read as YAML."""
     if text.lstrip()[:1] in ("{", "["):
         try:

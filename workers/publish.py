@@ -39,7 +39,9 @@ def publish_polls(
         # retry, which would revive the channel under the open batch
         with producer.batch(max_size=len(names) + 1):
             _each(task, producer, names, expires)
-    except (KombuError, redis.RedisError, OSError) as err:
+    except (KombuError, redis.RedisError, OSError, RuntimeError) as err:
+        # RuntimeError: kombu refuses to go on with the batch once Celery's publish retry
+        # revived the channel under it (a broker blip while a queue was being declared)
         log.warning("dispatch.batch_failed", accounts=len(names), error=str(err))
         _each(task, producer, names, expires)
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from kombu.messaging import _ProducerBatchState
 from kombu.transport.redis import PublishBatch
 from redis.client import Pipeline
 
@@ -99,3 +100,25 @@ def test_nothing_due_publishes_nothing(app: Celery, redis_url: str) -> None:
     with app.producer_or_acquire() as producer:
         publish_polls(poll, producer, [], {})
     assert _queued(redis_url) == []
+
+
+def test_a_batch_whose_channel_was_revived_is_published_one_by_one(
+    app: Celery, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker blip while a publish declares its queue makes Celery's retry revive the
+    channel; kombu then refuses to add to the open batch (RuntimeError). Every account is
+    still published, one by one."""
+    poll = _poll_task(app)
+    real_publish = _ProducerBatchState.publish
+    refused = []
+
+    def revived(self: _ProducerBatchState, *args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(True)
+            raise RuntimeError("Producer channel changed while a publish batch was active")
+        return real_publish(self, *args, **kwargs)
+
+    monkeypatch.setattr(_ProducerBatchState, "publish", revived)
+    with app.producer_or_acquire() as producer:
+        publish_polls(poll, producer, ["a", "b"], {})
+    assert refused and [q["args"] for q in _queued(redis_url)] == [["a"], ["b"]]
