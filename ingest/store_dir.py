@@ -87,7 +87,7 @@ class DirectoryStore:
         try:
             parent = self._make_parent(path)
             written = None if os.path.exists(path) else self._link_new(parent, path, body)
-            actual = written or _settle_existing(path, parent)
+            actual = written or _settle_existing(path, parent, read_back=must_match)
             if written is None and not must_match:
                 return Put.EXISTED
         except OSError as err:
@@ -224,15 +224,16 @@ def _link(fd: int, tmp: str | None, name: str, dir_fd: int) -> bool | None:
     return True
 
 
-def _settle_existing(path: str, parent: str) -> str:
+def _settle_existing(path: str, parent: str, *, read_back: bool) -> str:
     """An object that is already there (a retry after a crash, the same message under
     another UIDL) counts as stored only once durable: its writer may have died between
     the link and the directory fsync. Its file and the directory naming it are fsynced
-    (no I/O when they already were); its SHA-256 as read back."""
+    (no I/O when they already were); its SHA-256 as read back, or "" unless ``read_back``
+    (a put that need not match the body does not pay for reading the object)."""
     fd = os.open(path, os.O_RDONLY | _CLOEXEC)
     try:
         os.fsync(fd)
-        found = _fd_sha256(fd)
+        found = _fd_sha256(fd) if read_back else ""
     finally:
         os.close(fd)
     _fsync_dir(parent)

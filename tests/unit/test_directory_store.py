@@ -283,3 +283,27 @@ def test_an_object_already_there_is_made_durable_before_it_counts_as_stored(
     assert store.put(_key(data), Spool.of(data), "x", must_match=must_match) is Put.EXISTED
     assert ("fsync-file", str(path)) in log.events
     assert ("fsync", str(path.parent)) in log.events
+
+
+@pytest.mark.parametrize("must_match", [True, False])
+def test_an_object_already_there_is_read_back_only_when_it_must_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, must_match: bool
+) -> None:
+    """A retried put of a raw message (``must_match``) reads the object back and compares
+    its hash; a retried JSON document or index row (whose bytes may legitimately differ
+    between runs) is only made durable, not read."""
+    data = b"Subject: x\r\n\r\nbody\r\n"
+    path = tmp_path / _key(data)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    store = DirectoryStore(tmp_path)
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        reads.append(fd)
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    assert store.put(_key(data), Spool.of(data), "x", must_match=must_match) is Put.EXISTED
+    assert bool(reads) is must_match
