@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 
+import pybase64
+
 from ingest.bounded import MAX_DEPTH, MAX_PARTS, BoundedMessage
 from ingest.headers import clean_text, decode_bytes, decode_text, note_defects, unfold
 
@@ -238,9 +240,27 @@ def _base64_body(part: Message) -> bytes | None:
     if not isinstance(text, str):
         return None
     try:
-        return binascii.a2b_base64(text.encode("ascii"))
+        return a2b_base64(text.encode("ascii"))
     except (UnicodeError, binascii.Error):
         return None
+
+
+def a2b_base64(data: bytes) -> bytes:
+    """``binascii.a2b_base64(data)``, through pybase64's SIMD decoder (several times faster
+    on a 3 MB attachment) wherever that gives the same bytes.
+
+    Both skip line breaks and other non-alphabet bytes; they differ on a ``=`` before the
+    end (binascii stops at completed padding, pybase64 decodes on or raises), so text with
+    anything but padding and white space after its first ``=``, and text pybase64 refuses,
+    go to binascii (``tests/unit/test_attachments.py`` compares the two on fuzzed input).
+    """
+    pad = data.find(b"=")
+    if pad < 0 or not data[pad:].strip(b"=\r\n\t "):
+        try:
+            return pybase64.b64decode(data)
+        except (binascii.Error, ValueError):
+            pass
+    return binascii.a2b_base64(data)
 
 
 def _flatten(part: Message) -> bytes:

@@ -30,6 +30,8 @@ from email.policy import Compat32
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import orjson
+
 from ingest.addresses import AddressBudget, extract_mailboxes
 from ingest.attachments import entry, unpacked
 from ingest.bodies import BoundedMessage, Extracted, Found, extract
@@ -158,6 +160,9 @@ def dump_document(doc: dict[str, Any]) -> bytes:
     Keys sorted, no whitespace, non-ASCII as UTF-8, NaN refused; a lone surrogate (which
     UTF-8 cannot encode) becomes U+FFFD instead of an error.
     """
+    fast = _orjson_dumps(doc)
+    if fast is not None:
+        return fast
     try:
         return _dumps(doc).encode("utf-8")
     except UnicodeEncodeError:
@@ -168,6 +173,23 @@ def _dumps(doc: dict[str, Any]) -> str:
     return json.dumps(
         doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
     )
+
+
+def _orjson_dumps(doc: dict[str, Any]) -> bytes | None:
+    """The bytes of ``_dumps(doc).encode()`` from orjson, about five times faster on the
+    18 MB of documents of a 500-message poll, or None where orjson cannot give them.
+
+    Documents hold only strings, integers, booleans, None, lists and str-keyed dicts (no
+    floats: the two libraries spell some differently), and for those both write the same
+    text: keys sorted, no spaces, the same escapes (``tests/unit/test_parse.py`` compares
+    them on every corpus document and generated values). orjson refuses a lone surrogate
+    (which UTF-8 cannot encode), a non-str key and an integer beyond 64 bits: then None, and
+    the stdlib's route handles it as before.
+    """
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _scrubbed(value: Any) -> Any:

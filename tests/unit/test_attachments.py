@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import struct
 
@@ -442,3 +443,33 @@ def test_property_fast_base64_matches_the_stdlib(
     fast = ingest.bodies._base64_body(part)
     assert fast is None or fast == expected
     assert ingest.bodies._payload(part) == expected
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_BYTES = st.sampled_from(list(_B64_ALPHABET))
+_B64_ODD = st.sampled_from(list(b"==\r\n\t -_.!*\x00\xff"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.one_of(_B64_BYTES, _B64_ODD), max_size=40))
+def test_property_simd_base64_gives_binascii_bytes(values: list[int]) -> None:
+    """The pybase64 route of ``a2b_base64`` answers exactly as ``binascii.a2b_base64``: the
+    same bytes, or the same refusal, for text with padding anywhere and stray bytes."""
+    text = bytes(values)
+    try:
+        expected: bytes | None = binascii.a2b_base64(text)
+    except binascii.Error:
+        expected = None
+    try:
+        got: bytes | None = ingest.bodies.a2b_base64(text)
+    except binascii.Error:
+        got = None
+    assert got == expected
+
+
+def test_simd_base64_decodes_a_large_attachment_as_binascii_does() -> None:
+    data = bytes(range(256)) * 12_000  # 3 MB
+    for body in (data, data[:-1], data[:-2]):  # no, two and one padding bytes
+        for text in (base64.b64encode(body), base64.encodebytes(body)):
+            assert ingest.bodies.a2b_base64(text) == body
+            assert ingest.bodies.a2b_base64(text.replace(b"\n", b"\r\n")) == body

@@ -446,6 +446,44 @@ def test_dump_document_replaces_lone_surrogates() -> None:
     assert data.decode("utf-8") == '{"a":["\ufffd"],"b":"x\ufffdy","\ufffd":1}'
 
 
+def _stdlib_dump(doc: object) -> bytes:
+    return ingest.parse._dumps(doc).encode("utf-8")  # type: ignore[arg-type]
+
+
+def test_orjson_writes_the_stdlib_bytes_for_every_corpus_document() -> None:
+    """The fast route writes exactly what ``json.dumps`` (sorted keys, no spaces, UTF-8)
+    wrote before: documents stored by earlier versions compare equal byte for byte."""
+    for path in CORPUS_FILES:
+        for raw in (path.read_bytes(), crlf(path.read_bytes())):
+            doc = parse(raw)
+            fast = ingest.parse._orjson_dumps(doc)
+            assert fast is not None, path.name
+            assert fast == _stdlib_dump(doc), path.name
+
+
+_JSON_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | _JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_JSON_TEXT, _JSON_VALUES, max_size=6))
+def test_property_orjson_writes_the_stdlib_bytes(doc: dict[str, object]) -> None:
+    """Any document-shaped value (strings with control characters and astral code points,
+    64-bit integers, nesting) is written identically by both routes."""
+    assert dump_document(doc) == _stdlib_dump(doc)
+
+
+def test_what_orjson_refuses_goes_the_stdlib_route() -> None:
+    """A lone surrogate, an integer beyond 64 bits and a non-str key are written as before."""
+    for doc in ({"a": "x\udce9"}, {"a": 2**64}, {"a": {1: "x"}}):
+        assert ingest.parse._orjson_dumps(doc) is None  # type: ignore[arg-type]
+    assert dump_document({"a": 2**64, "b": {1: "x"}}) == b'{"a":18446744073709551616,"b":{"1":"x"}}'
+
+
 def test_dump_document_is_canonical() -> None:
     """Keys are sorted and there is no whitespace, whatever the insertion order."""
     assert dump_document({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
