@@ -45,6 +45,8 @@ from ingest.rules import failure_record, prune_plan, usable_entries
 from ingest.storing import Outcome, Storer
 
 _MARK_CHUNK = 1000  # UIDLs per read-back and write of the ``deleted`` marks after QUIT
+_READ_AHEAD = 3  # messages retrieved per store thread before the poll waits for the oldest
+_READ_AHEAD_BYTES = 32 * 1024 * 1024  # and at most this much of them (LIST sizes) unstored
 
 ProgressHook = Callable[[int, int], None]
 """Called in the poll's thread with (messages handled, messages to fetch in this poll): once
@@ -53,6 +55,11 @@ with 0 before the first RETR, then after each message is stored (or failed)."""
 
 _Pending = deque[tuple[MailboxEntry, LedgerRecord | None, Future[Outcome]]]
 """Messages handed to the store threads, oldest first: entry, ledger record, outcome."""
+
+
+def _full(pending: _Pending, most: int) -> bool:
+    """Whether the poll has read far enough ahead of its store threads."""
+    return len(pending) >= most or sum(e.size for e, _, _ in pending) > _READ_AHEAD_BYTES
 
 
 def _raised(future: Future[Outcome]) -> bool:
@@ -214,10 +221,13 @@ class _Poll:
         records: dict[str, LedgerRecord],
         marked: dict[int, str],
     ) -> None:
-        """RETR (pipelined) while up to ``store_concurrency`` messages are being stored in
-        worker threads; whenever that many are in flight, those whose objects are in are
-        marked ``stored`` (one ledger write) and DELEd here, in order. A store that raised
-        ends the loop at once."""
+        """RETR (pipelined) while ``store_concurrency`` store threads store the messages.
+
+        The poll reads ahead of them, up to ``_READ_AHEAD`` messages per thread and
+        ``_READ_AHEAD_BYTES`` (so a thread that finishes finds the next message waiting,
+        not a poll thread blocked on the oldest one); when that is reached, those whose
+        objects are in are marked ``stored`` (one ledger write) and DELEd here, in order.
+        A store that raised ends the loop at once."""
         limit = max(1, self.plan.store_concurrency)
         self.to_fetch = len(fetch)
         self._advance(0)
@@ -230,7 +240,7 @@ class _Poll:
                     self.report.fetched += not isinstance(result, PermanentError)
                     future = pool.submit(self.storer.work, entry, result, known)
                     pending.append((entry, known, future))
-                    if len(pending) >= limit or _raised(pending[0][2]):
+                    if _full(pending, limit * _READ_AHEAD) or _raised(pending[0][2]):
                         self._finish_ready(pending, marked)
                 while pending:
                     self._finish_ready(pending, marked)
