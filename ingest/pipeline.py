@@ -18,6 +18,7 @@ This module imports no poplib, boto3 or redis (enforced by import-linter).
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from ingest.model import (
     StoredHook,
 )
 from ingest.rules import failure_record, prune_plan, usable_entries
+from ingest.spool import Spool
 from ingest.storing import Outcome, Storer
 
 _MARK_CHUNK = 1000  # UIDLs per read-back and write of the ``deleted`` marks after QUIT
@@ -55,6 +57,11 @@ with 0 before the first RETR, then after each message is stored (or failed)."""
 
 _Pending = deque[tuple[MailboxEntry, LedgerRecord | None, Future[Outcome]]]
 """Messages handed to the store threads, oldest first: entry, ledger record, outcome."""
+
+
+class _Skipped(Exception):
+    """Not stored: the store of an earlier message raised first (whose error the poll
+    raises; this one never leaves it)."""
 
 
 def _full(pending: _Pending, most: int) -> bool:
@@ -232,13 +239,14 @@ class _Poll:
         self.to_fetch = len(fetch)
         self._advance(0)
         pending: _Pending = deque()
+        failed = threading.Event()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="store") as pool:
             try:
                 for entry, result in self.session.retrieve_many(fetch):
                     failpoint("after_retr")
                     known = records.get(entry.uidl)
                     self.report.fetched += not isinstance(result, PermanentError)
-                    future = pool.submit(self.storer.work, entry, result, known)
+                    future = pool.submit(self._store_unless_failed, failed, entry, result, known)
                     pending.append((entry, known, future))
                     if _full(pending, limit * _READ_AHEAD) or _raised(pending[0][2]):
                         self._finish_ready(pending, marked)
@@ -247,6 +255,26 @@ class _Poll:
             except BaseException:
                 self._salvage(pending)
                 raise
+
+    def _store_unless_failed(
+        self,
+        failed: threading.Event,
+        entry: MailboxEntry,
+        result: Spool | PermanentError,
+        known: LedgerRecord | None,
+    ) -> Outcome:
+        """In a store thread: store one message, unless the store of another one raised
+        (a store that is down): the poll is ending, and the messages read ahead of that one
+        are left for the next poll instead of each waiting out its own retries."""
+        if failed.is_set():
+            if isinstance(result, Spool):
+                result.close()
+            raise _Skipped(entry.uidl)
+        try:
+            return self.storer.work(entry, result, known)
+        except BaseException:
+            failed.set()
+            raise
 
     def _salvage(self, pending: _Pending) -> None:
         """After a failure: messages whose objects are in still get their ``stored`` mark, so
