@@ -139,7 +139,10 @@ class Pop3Session(Pop3Wire):
         """Authenticate with the configured method (see :mod:`ingest.pop3_auth`)."""
         self._enable_utf8()
         authenticate(self, creds)
-        self.capa()  # RFC 2449: capabilities (LOGIN-DELAY, EXPIRE) may change after login
+        # RFC 2449: capabilities (LOGIN-DELAY, EXPIRE) may change after login. Not pipelined
+        # behind PASS: a server that starts another process for the session (mailfront
+        # execs through checkpassword) loses what was sent after PASS, and the poll hangs.
+        self.capa()
 
     def _enable_utf8(self) -> None:
         """RFC 6856 UTF8 (AUTHORIZATION state only) when offered: we store raw bytes, so
@@ -308,7 +311,11 @@ class Pop3Session(Pop3Wire):
 
     @pop3_timed("quit")
     def commit(self) -> None:
-        """QUIT: the server enters UPDATE and removes the messages marked with DELE."""
+        """QUIT: the server enters UPDATE and removes the messages marked with DELE.
+
+        Sent only once every DELE has its reply (one round trip more than pipelining it):
+        a DELE refused with a temporary error fails the poll before QUIT, which then
+        commits nothing."""
         try:
             self.drain()
             self._send(b"QUIT")

@@ -243,12 +243,25 @@ class Pop3Wire:
                 self._recv()
                 continue
             lines = bytes(self._buf[: last + 2])
-            end = lines.find(_TERMINATOR)
-            if end >= 0:
-                sink(_unstuff(lines[: end + 2], at_line_start))
-                del self._buf[: end + 5]
+            # One scan for a line starting with a dot: almost always there is none (the
+            # lines go on as they are) or it is the terminator. A stuffed line (or a
+            # stuffed first line) takes the two-pass route.
+            dot = lines.find(b"\r\n.")
+            if (at_line_start and lines[:1] == b".") or (
+                dot >= 0 and not lines.startswith(_TERMINATOR, dot)
+            ):
+                end = lines.find(_TERMINATOR)
+                if end >= 0:
+                    sink(_unstuff(lines[: end + 2], at_line_start))
+                    del self._buf[: end + 5]
+                    return
+                sink(_unstuff(lines, at_line_start))
+            elif dot >= 0:
+                sink(lines[: dot + 2])
+                del self._buf[: dot + 5]
                 return
-            sink(_unstuff(lines, at_line_start))
+            else:
+                sink(lines)
             del self._buf[: last + 2]
             at_line_start = True
             if not self._buf:

@@ -8,7 +8,7 @@ import pytest
 
 from ingest.model import MailboxEntry
 from ingest.pop3 import Pop3Session
-from ingest.pop3_auth import Credentials, authenticate
+from ingest.pop3_auth import Credentials
 from ingest.pop3_wire import Endpoint
 
 
@@ -32,10 +32,12 @@ class _InstantServer:
         replies = []
         while self.unanswered:
             verb, _, number = self.unanswered.popleft().partition(b" ")
-            retr = verb == b"RETR"
-            replies.append(
-                b"+OK\r\nSubject: %s\r\n\r\nbody\r\n.\r\n" % number if retr else b"+OK\r\n"
-            )
+            if verb == b"RETR":
+                replies.append(b"+OK\r\nSubject: %s\r\n\r\nbody\r\n.\r\n" % number)
+            elif verb == b"CAPA":
+                replies.append(b"+OK\r\nPIPELINING\r\nEXPIRE 30\r\n.\r\n")
+            else:
+                replies.append(b"+OK\r\n")
         return b"".join(replies)
 
     def close(self) -> None:
@@ -99,11 +101,16 @@ def test_queued_commands_go_out_once_half_a_window_or_less_is_outstanding() -> N
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_user_and_pass_share_a_write_only_where_the_server_pipelines(pipelining: bool) -> None:
     """With PIPELINING announced before login, USER and PASS go out together (a round trip
-    less per poll); without it, PASS waits for USER's reply."""
+    less per poll); without it, PASS waits for USER's reply. The post-login CAPA waits for
+    PASS's reply either way (a server may hand the session to another process at login)."""
     session, server = _session(window=32, pipelining=pipelining)
     session.encrypted = True
-    authenticate(session, Credentials("password", "user", "secret"))
+    session.login(Credentials("password", "user", "secret"))
     expected = (
-        [[b"USER user", b"PASS secret"]] if pipelining else [[b"USER user"], [b"PASS secret"]]
+        [[b"USER user", b"PASS secret"], [b"CAPA"]]
+        if pipelining
+        else [[b"USER user"], [b"PASS secret"], [b"CAPA"]]
     )
     assert server.writes == expected
+    assert session.capabilities == {"PIPELINING": "", "EXPIRE": "30"}  # the post-login list
+    assert not server.unanswered
