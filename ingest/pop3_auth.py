@@ -44,18 +44,13 @@ def authenticate(session: Pop3Session, creds: Credentials) -> None:
 
 
 def _user_pass(session: Pop3Session, creds: Credentials) -> None:
-    """USER then PASS; in one write when the server announced PIPELINING before login
-    (RFC 2449), which saves a round trip per poll. Either way a refused USER ends the
-    login with its own reply."""
-    user, password = b"USER " + creds.username.encode(), b"PASS " + creds.secret.encode()
-    if session.pipelining:
-        session._queue(user)
-        session._queue(password)
-        session._expect_ok("USER")
-        session._expect_ok("PASS")
-        return
-    session._expect_ok("USER", user)
-    session._expect_ok("PASS", password)
+    """USER, then PASS once USER is accepted: lock-step even where the server announces
+    PIPELINING. Pipelined, the pair cost Dovecot's login ~40 ms instead of ~3 ms: it answers
+    USER at once and PASS after the auth lookup, in a second small write that Nagle holds
+    back until the first is acknowledged, and the client, with nothing to send, delays
+    that ACK (40 ms on Linux). Lock-step, PASS itself carries the ACK."""
+    session._expect_ok("USER", b"USER " + creds.username.encode())
+    session._expect_ok("PASS", b"PASS " + creds.secret.encode())
 
 
 def _apop(session: Pop3Session, creds: Credentials) -> None:
