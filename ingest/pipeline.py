@@ -69,11 +69,6 @@ def _full(pending: _Pending, most: int) -> bool:
     return len(pending) >= most or sum(e.size for e, _, _ in pending) > _READ_AHEAD_BYTES
 
 
-def _raised(future: Future[Outcome]) -> bool:
-    """Storing this message failed with an exception: stop fetching more at once."""
-    return future.done() and future.exception() is not None
-
-
 @dataclass(slots=True)
 class _Poll:
     plan: PollPlan
@@ -234,7 +229,8 @@ class _Poll:
         ``_READ_AHEAD_BYTES`` (so a thread that finishes finds the next message waiting,
         not a poll thread blocked on the oldest one); when that is reached, those whose
         objects are in are marked ``stored`` (one ledger write) and DELEd here, in order.
-        A store that raised ends the loop at once."""
+        A store that raised (any of them, not only the oldest) ends the RETRs at once; its
+        error is raised when the messages before it have been taken."""
         limit = max(1, self.plan.store_concurrency)
         self.to_fetch = len(fetch)
         self._advance(0)
@@ -248,7 +244,9 @@ class _Poll:
                     self.report.fetched += not isinstance(result, PermanentError)
                     future = pool.submit(self._store_unless_failed, failed, entry, result, known)
                     pending.append((entry, known, future))
-                    if _full(pending, limit * _READ_AHEAD) or _raised(pending[0][2]):
+                    if failed.is_set():
+                        break  # a store raised: no more RETR; the loop below raises it
+                    if _full(pending, limit * _READ_AHEAD):
                         self._finish_ready(pending, marked)
                 while pending:
                     self._finish_ready(pending, marked)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 from fakes import FakeGuard, FakeMaildrop, MemoryLedger, MemoryStore
 
+import ingest.pipeline
 from ingest import keys
 from ingest.errors import LockLost, ProtocolError, StorageError, TransientError
+from ingest.interfaces import Put
 from ingest.model import MailboxEntry, PollPlan, State
 from ingest.pipeline import poll
+from ingest.spool import Spool
 
 RAW = [
     b"Subject: one\r\nMessage-ID: <1@x>\r\n\r\nbody one\r\n",
@@ -573,3 +579,88 @@ def test_list_sizes_that_differ_from_retr_bytes_break_nothing() -> None:
     report = _undercounting_poll(w)
     assert w.session.retrieved_uidls == [] and report.deleted == 3 and w.drop.messages == {}
     assert len(w.store.objects) == 6
+
+
+class _GatedStore(MemoryStore):
+    """A slow store: each raw put waits for ``gate``; the raw put of ``broken`` raises at
+    once (a store that is down) instead."""
+
+    def __init__(self, broken: bytes | None = None) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.broken = broken
+        self.raw_puts: list[bytes] = []
+
+    def put(self, key: str, body: Spool, content_type: str, *, must_match: bool = True) -> Put:
+        if "/raw/" in key:
+            data = body.read()
+            self.raw_puts.append(data)
+            if data == self.broken:
+                raise TransientError("500 InternalError")
+            assert self.gate.wait(10), "the gate was never opened"
+        return super().put(key, body, content_type, must_match=must_match)
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _poll_while_stuck(w: World, store: _GatedStore, stuck: Callable[[], bool]) -> list[str]:
+    """Poll in a thread while raw puts wait; once ``stuck`` holds (and a moment later), note
+    what was retrieved, then let the store go on. The poll's report or error is kept."""
+    w.store = store
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(w.poll())
+        except Exception as err:  # noqa: BLE001 - handed to the test
+            outcome.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    _until(lambda: hasattr(w, "session") and stuck())
+    time.sleep(0.2)  # had it kept reading, more would be retrieved by now
+    retrieved = list(w.session.retrieved_uidls)
+    store.gate.set()
+    thread.join(10)
+    w.outcome = outcome[0]
+    return retrieved
+
+
+def test_the_poll_reads_three_messages_per_store_thread_ahead_and_no_more() -> None:
+    """With one store thread stuck on the first message, the poll retrieves two more (so
+    the thread finds them waiting) and then waits; everything is stored in the end."""
+    w = World(_drop(*[b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(8)]))
+    w.plan = replace(w.plan, store_concurrency=1)
+    retrieved = _poll_while_stuck(w, _GatedStore(), lambda: len(w.session.retrieved_uidls) >= 3)
+    assert retrieved == ["uid-0", "uid-1", "uid-2"]
+    assert w.outcome.outcome == "ok" and w.outcome.stored == 8 and w.drop.messages == {}
+
+
+def test_read_ahead_is_bounded_by_bytes_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many store threads, no more than ``_READ_AHEAD_BYTES`` of mail (LIST sizes)
+    is retrieved and not yet stored."""
+    raws = [b"Subject: %d\r\n\r\n%s\r\n" % (i, b"x" * 40) for i in range(8)]
+    monkeypatch.setattr(ingest.pipeline, "_READ_AHEAD_BYTES", 2 * len(raws[0]) + 1)
+    w = World(_drop(*raws))
+    retrieved = _poll_while_stuck(w, _GatedStore(), lambda: len(w.session.retrieved_uidls) >= 3)
+    assert retrieved == ["uid-0", "uid-1", "uid-2"]  # the third tips it over: then it waits
+    assert w.outcome.outcome == "ok" and w.outcome.stored == 8
+
+
+def test_a_store_that_raises_stops_the_retrs_and_the_messages_read_ahead() -> None:
+    """The second message's store raises while the first one's is still going: no message
+    after it is even tried, the poll fails with that error, nothing is committed."""
+    raws = [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(12)]
+    w = World(_drop(*raws))
+    w.plan = replace(w.plan, store_concurrency=2)
+    store = _GatedStore(broken=raws[1])
+    _poll_while_stuck(w, store, lambda: len(store.raw_puts) >= 2)
+    assert isinstance(w.outcome, TransientError)
+    assert store.raw_puts == raws[:2]  # the others were skipped, not each retried
+    assert len(w.session.retrieved_uidls) < 6  # RETR stopped before the read-ahead filled up
+    assert w.session.closed == "abandoned" and w.drop.quits == 0 and len(w.drop.messages) == 12
